@@ -1,0 +1,81 @@
+/* The event model: parsing of bulk-ingest bodies, validation and normalization of client events
+ * (api side), and preparation of a stream record for the store (worker side). */
+#ifndef SL_EVENT_EVENT_H
+#define SL_EVENT_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/util.h"
+#include "store/store.h"
+
+/* Limits on one client event (documented in docs/api.md). */
+#define SL_EVENT_TITLE_MAX 1024
+#define SL_EVENT_REFERENCE_MAX 256
+#define SL_EVENT_TEXT_MAX (64 * 1024)       /* description */
+#define SL_EVENT_RAW_LOG_MAX (1024 * 1024)
+#define SL_EVENT_TAGS_MAX 100
+#define SL_EVENT_TAG_MAX 256
+#define SL_EVENT_OBSERVABLES_MAX 1000
+#define SL_EVENT_OBSERVABLE_VALUE_MAX 8192
+
+/* What the api knows about the request an event came in. All strings borrowed. */
+struct sl_ingest_ctx {
+    const char *org_uuid;   /* from the API key, never from the body */
+    const char *agent_id;   /* the key's public id */
+    const char *agent_type; /* the key's role */
+    const char *task_id;    /* the bulk request's task id */
+    int64_t received_ms;
+};
+
+/* Parses a bulk body {"events": [...]}. On success returns 0, *out_root owns the tree (free
+ * with cJSON_Delete) and *out_events is its "events" array. On failure returns SL_EINVAL, writes
+ * what is wrong to err ("malformed JSON at byte 17: ..." or "body must be an object with an
+ * \"events\" array") and, for malformed JSON, the byte offset to *out_error_offset (may be NULL;
+ * set to -1 when the error has no offset). */
+int sl_event_bulk_parse(const char *body, size_t len, cJSON **out_root, cJSON **out_events,
+                        long *out_error_offset, char *err, size_t errlen);
+
+/* Validates one client event and builds the stream record: compact JSON, malloc'd, returned in
+ * *out (length *out_len), carrying the client's fields plus organization, reference (a uuid4
+ * when the client sent none), agent_uuid, agent_type, ingest_task and received_at. Refuses
+ * internal fields a client may not set (organization, uuid, status, _meta, ...). On failure
+ * returns SL_EINVAL and a message naming the field in err; nothing is allocated. */
+int sl_event_normalize(const cJSON *event, const struct sl_ingest_ctx *ctx, char **out,
+                       size_t *out_len, char *err, size_t errlen);
+
+/* A stream record turned into a stored event. */
+struct sl_event_prepared {
+    struct sl_store_event row; /* its pointers point into this struct's own memory */
+    cJSON *tree;               /* the event (owned) */
+    char *doc;                 /* row.doc (owned) */
+    char uuid[SL_UUID_LEN + 1];
+    char signature[33];
+};
+
+/* Prepares one stream record (as made by sl_event_normalize) for the store: drops observables
+ * whose value is empty or "-", types "auto" observables (sl_event_detect_type), computes the
+ * organization-scoped signature (sl_event_signature), derives the uuid from (organization,
+ * reference), sets status New and created_at = now_ms, defaults original_date to the receive
+ * time, and renders the document. origin is recorded in row.origin. Returns 0, or SL_EINVAL
+ * with a message for a record that is not a valid event (the caller counts and skips it).
+ * Release with sl_event_prepared_fini even on failure. */
+int sl_event_prepare(const void *record, size_t len, uint64_t origin, int64_t now_ms,
+                     struct sl_event_prepared *out, char *err, size_t errlen);
+void sl_event_prepared_fini(struct sl_event_prepared *p);
+
+/* The stored signature: md5_hex(client_signature + org_uuid) when the client sent a non-empty
+ * signature; otherwise md5_hex(fallback + org_uuid) where fallback = md5_hex of the title, a
+ * 0x1f separator, and the observable values sorted and joined by 0x1f. So the same alert on
+ * the same entities rolls up whenever it arrives (Reflex's title+second fallback splits them).
+ * title and values borrowed; out holds 33 bytes. */
+void sl_event_signature(const char *org_uuid, const char *client_signature, const char *title,
+                        const char *const *values, size_t nvalues, char out[33]);
+
+/* The data type of an observable value sent as "auto": one of "ip", "email", "url", "md5hash",
+ * "sha1hash", "sha256hash", "mac", "sid", "port", "domain", "process", or "generic". */
+const char *sl_event_detect_type(const char *value, size_t len);
+
+#endif
