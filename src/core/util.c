@@ -33,9 +33,11 @@ void sl_time_format(int64_t ms, char out[25])
     int msec = (int)(ms - (int64_t)sec * 1000);
     struct tm tm;
     gmtime_r(&sec, &tm);
-    snprintf(out, 25, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (tm.tm_year + 1900) % 10000,
-             (tm.tm_mon + 1) % 100, tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
-             tm.tm_sec % 100, msec % 1000);
+    /* Unsigned and reduced so the compiler can see the fixed width. */
+    snprintf(out, 25, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ", (unsigned)(tm.tm_year + 1900) % 10000u,
+             (unsigned)(tm.tm_mon + 1) % 100u, (unsigned)tm.tm_mday % 100u,
+             (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u,
+             (unsigned)msec % 1000u);
 }
 
 static int digits(const char *s, size_t len, size_t at, size_t n, int *out)

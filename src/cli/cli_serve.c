@@ -1,0 +1,43 @@
+/* `sluice serve`: validates the configuration and runs the supervisor. */
+#include "cli/cli.h"
+#include "processor/processor.h"
+
+#include <stdio.h>
+
+static const char serve_usage[] =
+    "usage: sluice serve\n"
+    "\n"
+    "Runs the Event Processor: the supervisor forks the HTTP api and the workers, restarts any\n"
+    "that die or hang, and drains on SIGTERM. Everything is configured by environment\n"
+    "variables (see `sluice config`); a bad value stops start-up with exit code 2.\n"
+    "On first start with an empty data directory it creates the organization \"default\" and\n"
+    "writes an admin API key to <data dir>/admin.key.\n";
+
+int sl_cli_serve(int argc, char **argv)
+{
+    if (sl_cli_wants_help(argc, argv)) {
+        fputs(serve_usage, stdout);
+        return 0;
+    }
+    if (argc > 1) {
+        fprintf(stderr, "sluice: serve takes no arguments (settings come from the "
+                "environment)\n%s", serve_usage);
+        return 2;
+    }
+    struct sl_config cfg;
+    if (sl_cli_load_config(&cfg))
+        return 2;
+    if (cfg.dedicated_workers) {
+        fprintf(stderr, "sluice: REFLEX_EVENT_PROCESSOR_DEDICATED_WORKERS=true: dedicated "
+                "(per-organization) workers are not available in this build; set it to false to "
+                "run shared workers\n");
+        return 2;
+    }
+    if (cfg.kafka_bootstrap[0]) {
+        fprintf(stderr, "sluice: REFLEX_EVENT_PROCESSOR_KAFKA_BOOTSTRAP_SERVERS=%s: the Kafka "
+                "stream backend is not available in this build; unset it to use the embedded "
+                "stream in SLUICE_DATA_DIR\n", cfg.kafka_bootstrap);
+        return 2;
+    }
+    return sl_supervisor_run(&cfg);
+}

@@ -1,0 +1,359 @@
+/* The configuration table: every setting's name, type, default, bounds and meaning, read from
+ * the environment and validated before anything is bound or opened. The same table prints
+ * `sluice config` and generates docs/configuration.md. */
+#include "core/config.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+extern char **environ;
+
+enum cfg_type { T_BOOL, T_INT, T_SIZE, T_DURATION, T_LOGLEVEL, T_STRING, T_LISTEN, T_BROKERS };
+
+struct cfg_entry {
+    const char *name;
+    enum cfg_type type;
+    size_t offset;    /* into struct sl_config */
+    const char *def;  /* default as text; NULL: computed (worker count) */
+    int64_t min, max; /* for numbers: bounds (durations in seconds, sizes in bytes) */
+    const char *desc;
+};
+
+#define OFF(f) offsetof(struct sl_config, f)
+#define GIB (1024LL * 1024 * 1024)
+#define MIB (1024LL * 1024)
+
+static const struct cfg_entry table[] = {
+    {"REFLEX_EVENT_PROCESSOR_DISABLED", T_BOOL, OFF(disabled), "false", 0, 1,
+     "Turns event processing off: the API still accepts and durably queues events (up to "
+     "MAX_QUEUE_SIZE), but no worker runs; queue_stats and /health say so."},
+    {"REFLEX_EVENT_PROCESSOR_MAX_QUEUE_SIZE", T_INT, OFF(max_queue_size), "1000000", 0,
+     INT64_C(1000000000000),
+     "Backlog bound in events: while this many accepted events wait for a worker, ingest "
+     "answers 429 with Retry-After instead of accepting more. 0 = bounded only by "
+     "SLUICE_STREAM_MAX_BYTES. (Reflex reads it and never uses it.)"},
+    {"REFLEX_EVENT_PROCESSOR_WORKER_COUNT", T_INT, OFF(worker_count), NULL, 1, SL_MAX_WORKERS,
+     "Worker processes in shared mode. Default: CPU cores - 1, at least 1."},
+    {"REFLEX_EVENT_PROCESSOR_META_DATA_REFRESH_INTERVAL", T_DURATION, OFF(meta_refresh_s), "300",
+     1, 86400,
+     "How often workers re-read their metadata (organizations now; rules, lists, statuses as "
+     "they arrive) from the store, at the latest."},
+    {"REFLEX_EVENT_PROCESSOR_ES_BULK_SIZE", T_INT, OFF(es_bulk_size), "500", 1, 100000,
+     "Events a worker takes from the stream and writes to the store in one transaction."},
+    {"REFLEX_EVENT_PROCESSOR_LOG_LEVEL", T_LOGLEVEL, OFF(log_level), "INFO", 0, 3,
+     "DEBUG, INFO, WARN or ERROR, for the supervisor, the api and the workers. (Reflex "
+     "defaults to ERROR; sluice to INFO so start-up and healing are visible.)"},
+    {"REFLEX_EVENT_PROCESSOR_WORKER_CHECK_INTERVAL", T_DURATION, OFF(worker_check_s), "5", 1,
+     3600,
+     "How often the supervisor checks worker heartbeats. A worker that exits is restarted at "
+     "once (with backoff) regardless. (Reflex: 60 s, and healing off by default.)"},
+    {"REFLEX_EVENT_PROCESSOR_DEDICATED_WORKERS", T_BOOL, OFF(dedicated_workers), "false", 0, 1,
+     "Dedicated mode: workers per organization. Not available in this build: `serve` refuses "
+     "to start with it set to true rather than run in a mode you did not ask for."},
+    {"REFLEX_EVENT_PROCESSOR_MAX_WORKERS_PER_ORGANIZATION", T_INT, OFF(max_workers_per_org), "5",
+     1, SL_MAX_WORKERS, "Dedicated mode: workers (and stream partitions) per organization."},
+    {"REFLEX_EVENT_PROCESSOR_KAFKA_BOOTSTRAP_SERVERS", T_BROKERS, OFF(kafka_bootstrap), "", 0, 0,
+     "Comma-separated host:port list of Kafka brokers. Not available in this build: `serve` "
+     "refuses to start with it set rather than silently use the embedded stream."},
+    {"REFLEX_EVENT_PROCESSOR_KAFKA_TOPIC_RETENTION", T_DURATION, OFF(kafka_retention_s), "7d", 60,
+     INT64_C(315360000),
+     "Retention of the Kafka event topics. A number is seconds; s, m, h and d suffixes are "
+     "accepted (Reflex multiplies a bare number by 1000 into the wrong topic setting)."},
+    {"SLUICE_LISTEN", T_LISTEN, OFF(listen), "127.0.0.1:8080", 0, 0,
+     "host:port the HTTP API listens on. Port 0 picks a free port; the bound address is "
+     "written to <data dir>/listen.addr."},
+    {"SLUICE_DATA_DIR", T_STRING, OFF(data_dir), "./data", 0, 0,
+     "Directory of the embedded stream, the SQLite store, admin.key and listen.addr."},
+    {"SLUICE_MAX_BODY_BYTES", T_SIZE, OFF(max_body_bytes), "16M", 1024, GIB,
+     "Largest request body accepted (413 above). K, M and G suffixes are accepted."},
+    {"SLUICE_MAX_EVENTS_PER_REQUEST", T_INT, OFF(max_events_per_request), "10000", 1, 1000000,
+     "Most events in one bulk request (413 above)."},
+    {"SLUICE_HTTP_THREADS", T_INT, OFF(http_threads), "2", 1, 64,
+     "Threads of the HTTP server in the api process."},
+    {"SLUICE_STREAM_RETENTION", T_DURATION, OFF(stream_retention_s), "1d", 0, INT64_C(315360000),
+     "How long processed records stay in the embedded stream (for replay) before they are "
+     "trimmed. Records no worker has committed are never trimmed."},
+    {"SLUICE_STREAM_MAX_BYTES", T_SIZE, OFF(stream_max_bytes), "16G", 16 * MIB, 4096 * GIB,
+     "Size bound of the embedded stream on disk; a full stream answers 503 rather than grow."},
+    {"SLUICE_WORKER_HANG_TIMEOUT", T_DURATION, OFF(worker_hang_s), "60", 2, 86400,
+     "A worker or api whose heartbeat is older than this is killed and restarted."},
+    {"SLUICE_DRAIN_TIMEOUT", T_DURATION, OFF(drain_timeout_s), "30", 1, 3600,
+     "On SIGTERM, how long children may take to finish their batch and requests before they "
+     "are killed."},
+};
+#define NENTRIES (sizeof(table) / sizeof(table[0]))
+
+int sl_config_default_workers(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 1 ? (int)(n - 1) : 1;
+}
+
+static const char *env_get(char **envp, const char *name)
+{
+    size_t n = strlen(name);
+    for (char **e = envp; e && *e; e++)
+        if (!strncmp(*e, name, n) && (*e)[n] == '=')
+            return *e + n + 1;
+    return NULL;
+}
+
+/* Parses "<number>[suffix]" where the suffixes multiply. Returns 0 or SL_EINVAL. */
+static int parse_scaled(const char *s, const char *const *suffixes, const int64_t *mult,
+                        int64_t *out)
+{
+    char *end = NULL;
+    if (!s || !isdigit((unsigned char)*s))
+        return SL_EINVAL;
+    long long v = strtoll(s, &end, 10);
+    int64_t m = 1;
+    if (*end) {
+        int found = 0;
+        for (int i = 0; suffixes[i]; i++) {
+            if (!strcasecmp(end, suffixes[i])) {
+                m = mult[i];
+                found = 1;
+                break;
+            }
+        }
+        if (!found)
+            return SL_EINVAL;
+    }
+    if (v < 0 || (m > 1 && v > INT64_MAX / m))
+        return SL_EINVAL;
+    *out = v * m;
+    return 0;
+}
+
+static int parse_listen(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    int64_t port;
+    if (!colon || colon == s || colon - s > 200)
+        return SL_EINVAL;
+    return sl_parse_int64(colon + 1, 0, 65535, &port);
+}
+
+static int parse_brokers(const char *s)
+{
+    if (!*s)
+        return 0;
+    char buf[1024];
+    if (strlen(s) >= sizeof(buf))
+        return SL_EINVAL;
+    strcpy(buf, s);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ')
+            tok++;
+        if (parse_listen(tok))
+            return SL_EINVAL;
+    }
+    return 0;
+}
+
+static const char *accepted_text(const struct cfg_entry *e, char *buf, size_t len)
+{
+    switch (e->type) {
+    case T_BOOL: return "true or false (also 1/0, yes/no, on/off)";
+    case T_LOGLEVEL: return "DEBUG, INFO, WARN or ERROR";
+    case T_LISTEN: return "host:port with a port 0..65535";
+    case T_BROKERS: return "a comma-separated list of host:port";
+    case T_STRING: return "a non-empty path";
+    case T_INT:
+        snprintf(buf, len, "an integer %lld..%lld", (long long)e->min, (long long)e->max);
+        return buf;
+    case T_SIZE:
+        snprintf(buf, len, "a size in bytes %lld..%lld, with an optional K, M or G suffix",
+                 (long long)e->min, (long long)e->max);
+        return buf;
+    case T_DURATION:
+        snprintf(buf, len, "a duration of %lld..%lld seconds: a number of seconds or a number "
+                 "with an s, m, h or d suffix", (long long)e->min, (long long)e->max);
+        return buf;
+    }
+    return "?";
+}
+
+static int apply(struct sl_config *cfg, const struct cfg_entry *e, const char *v)
+{
+    static const char *const size_sfx[] = {"K", "KB", "KiB", "M", "MB", "MiB", "G", "GB", "GiB",
+                                           NULL};
+    static const int64_t size_mul[] = {1024, 1024, 1024, MIB, MIB, MIB, GIB, GIB, GIB};
+    static const char *const dur_sfx[] = {"s", "m", "h", "d", NULL};
+    static const int64_t dur_mul[] = {1, 60, 3600, 86400};
+    char *field = (char *)cfg + e->offset;
+    int64_t n = 0;
+    int b = 0;
+    switch (e->type) {
+    case T_BOOL:
+        if (sl_parse_bool(v, &b))
+            return SL_EINVAL;
+        *(int *)field = b;
+        return 0;
+    case T_LOGLEVEL:
+        if ((b = sl_log_level_parse(v)) < 0)
+            return SL_EINVAL;
+        *(int *)field = b;
+        return 0;
+    case T_INT:
+        if (sl_parse_int64(v, e->min, e->max, &n))
+            return SL_EINVAL;
+        break;
+    case T_SIZE:
+        if (parse_scaled(v, size_sfx, size_mul, &n) || n < e->min || n > e->max)
+            return SL_EINVAL;
+        break;
+    case T_DURATION:
+        if (parse_scaled(v, dur_sfx, dur_mul, &n) || n < e->min || n > e->max)
+            return SL_EINVAL;
+        break;
+    case T_LISTEN:
+    case T_BROKERS:
+    case T_STRING:
+        if (strlen(v) >= 256 && e->type == T_LISTEN)
+            return SL_EINVAL;
+        if (e->type == T_LISTEN && parse_listen(v))
+            return SL_EINVAL;
+        if (e->type == T_BROKERS && parse_brokers(v))
+            return SL_EINVAL;
+        if (e->type == T_STRING && (!*v || strlen(v) >= sizeof(cfg->data_dir)))
+            return SL_EINVAL;
+        snprintf(field, e->type == T_LISTEN ? sizeof(cfg->listen) : sizeof(cfg->data_dir), "%s",
+                 v);
+        return 0;
+    }
+    /* Integer-valued fields: worker counts and sizes are int or int64_t. */
+    if (e->offset == OFF(worker_count) || e->offset == OFF(es_bulk_size) ||
+        e->offset == OFF(max_workers_per_org) || e->offset == OFF(http_threads))
+        *(int *)field = (int)n;
+    else
+        *(int64_t *)field = n;
+    return 0;
+}
+
+static void report_unknown(char **envp, void (*warn)(const char *msg))
+{
+    static const char *const prefixes[] = {"SLUICE_", "REFLEX_EVENT_PROCESSOR_"};
+    char msg[512];
+    for (char **e = envp; warn && e && *e; e++) {
+        for (size_t p = 0; p < 2; p++) {
+            size_t pl = strlen(prefixes[p]);
+            if (strncmp(*e, prefixes[p], pl))
+                continue;
+            const char *eq = strchr(*e, '=');
+            size_t nl = eq ? (size_t)(eq - *e) : strlen(*e);
+            int known = 0;
+            for (size_t i = 0; i < NENTRIES && !known; i++)
+                known = strlen(table[i].name) == nl && !strncmp(table[i].name, *e, nl);
+            /* SLUICE_TEST_* and SLUICE_BIN belong to the test suite, not the server. */
+            if (!known && strncmp(*e, "SLUICE_TEST_", 12) && strncmp(*e, "SLUICE_BIN=", 11)) {
+                snprintf(msg, sizeof(msg), "unknown setting %.*s ignored (see `sluice config`)",
+                         (int)nl, *e);
+                warn(msg);
+            }
+        }
+    }
+}
+
+int sl_config_load(struct sl_config *cfg, char **envp, char *err, size_t errlen,
+                   void (*warn)(const char *msg))
+{
+    char acc[256];
+    memset(cfg, 0, sizeof(*cfg));
+    if (!envp)
+        envp = environ;
+    for (size_t i = 0; i < NENTRIES; i++) {
+        const struct cfg_entry *e = &table[i];
+        if (e->def && apply(cfg, e, e->def) != 0) {
+            snprintf(err, errlen, "internal: bad default for %s", e->name);
+            return SL_EINVAL;
+        }
+        if (!e->def)
+            cfg->worker_count = sl_config_default_workers();
+        const char *v = env_get(envp, e->name);
+        if (v && apply(cfg, e, v) != 0) {
+            snprintf(err, errlen, "%s=%s: expected %s", e->name, v,
+                     accepted_text(e, acc, sizeof(acc)));
+            return SL_EINVAL;
+        }
+    }
+    report_unknown(envp, warn);
+    return 0;
+}
+
+static void value_text(const struct sl_config *cfg, const struct cfg_entry *e, char *buf,
+                       size_t len)
+{
+    const char *field = (const char *)cfg + e->offset;
+    switch (e->type) {
+    case T_BOOL: snprintf(buf, len, "%s", *(const int *)field ? "true" : "false"); break;
+    case T_LOGLEVEL: snprintf(buf, len, "%s", sl_log_level_name(*(const int *)field)); break;
+    case T_LISTEN:
+    case T_BROKERS:
+    case T_STRING: snprintf(buf, len, "%s", field); break;
+    case T_DURATION: snprintf(buf, len, "%llds", (long long)*(const int64_t *)field); break;
+    case T_INT:
+    case T_SIZE:
+        if (e->offset == OFF(worker_count) || e->offset == OFF(es_bulk_size) ||
+            e->offset == OFF(max_workers_per_org) || e->offset == OFF(http_threads))
+            snprintf(buf, len, "%d", *(const int *)field);
+        else
+            snprintf(buf, len, "%lld", (long long)*(const int64_t *)field);
+        break;
+    }
+}
+
+static void json_string(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(out, "\\u%04x", c);
+        else
+            fputc(c, out);
+    }
+    fputc('"', out);
+}
+
+void sl_config_print(const struct sl_config *cfg, char **envp, FILE *out, int format)
+{
+    char val[1100];
+    if (!envp)
+        envp = environ;
+    if (format == 2) {
+        fprintf(out, "| variable | default | accepted | meaning |\n|---|---|---|---|\n");
+    } else if (format == 1) {
+        fprintf(out, "{");
+    }
+    for (size_t i = 0; i < NENTRIES; i++) {
+        const struct cfg_entry *e = &table[i];
+        const char *src = env_get(envp, e->name) ? "environment" : "default";
+        char acc[256];
+        value_text(cfg, e, val, sizeof(val));
+        if (format == 2) {
+            fprintf(out, "| `%s` | %s%s%s | %s | %s |\n", e->name, e->def ? "`" : "",
+                    e->def ? (*e->def ? e->def : "(unset)") : "CPU cores - 1 (min 1)",
+                    e->def ? "`" : "", accepted_text(e, acc, sizeof(acc)), e->desc);
+        } else if (format == 1) {
+            fprintf(out, "%s\n  ", i ? "," : "");
+            json_string(out, e->name);
+            fprintf(out, ": {\"value\": ");
+            json_string(out, val);
+            fprintf(out, ", \"source\": \"%s\"}", src);
+        } else {
+            fprintf(out, "%s=%s  (%s)\n", e->name, val, src);
+        }
+    }
+    if (format == 1)
+        fprintf(out, "\n}\n");
+}
