@@ -42,8 +42,9 @@ static const struct cfg_entry table[] = {
      "Worker processes in shared mode. Default: CPU cores - 1, at least 1."},
     {"REFLEX_EVENT_PROCESSOR_META_DATA_REFRESH_INTERVAL", T_DURATION, OFF(meta_refresh_s), "300",
      1, 86400,
-     "How often workers re-read their metadata (organizations now; rules, lists, statuses as "
-     "they arrive) from the store, at the latest."},
+     "How often workers re-read their metadata (Event Rules, Intel Lists, statuses) from the "
+     "store at the latest. This build's workers hold no metadata yet: the value is validated "
+     "and drives time_to_refresh in queue_stats."},
     {"REFLEX_EVENT_PROCESSOR_ES_BULK_SIZE", T_INT, OFF(es_bulk_size), "500", 1, 100000,
      "Events a worker takes from the stream and writes to the store in one transaction."},
     {"REFLEX_EVENT_PROCESSOR_LOG_LEVEL", T_LOGLEVEL, OFF(log_level), "INFO", 0, 3,

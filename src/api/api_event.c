@@ -1,0 +1,411 @@
+/* The event endpoints: bulk ingest into the stream, and listing and reading stored events. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/api_internal.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "event/event.h"
+#include "processor/processor.h"
+
+#define FILTER_TEXT_MAX 1024 /* longest status, signature, tag or observable filter */
+#define PAGE_MAX        10000000
+
+/* ---- POST /api/v2.0/event/_bulk ---- */
+
+enum sl_http_next sl_api_ingest_headers(struct sl_api *api, struct sl_http_req *req)
+{
+    atomic_fetch_add(&api->stats->ingest_requests, 1);
+    if (sl_http_req_expect_body(req) != 0)
+        return SL_HTTP_DONE;
+    int64_t max = api->cfg->max_queue_size, backlog = sl_api_backlog(api);
+    if (max > 0 && backlog >= max) {
+        char ra[16];
+        int secs = sl_api_retry_after(api, backlog);
+        snprintf(ra, sizeof(ra), "%d", secs);
+        sl_http_req_add_header(req, "Retry-After", ra);
+        atomic_fetch_add(&api->stats->ingest_throttled, 1);
+        cJSON *d = cJSON_CreateObject();
+        if (d) {
+            cJSON_AddNumberToObject(d, "backlog", (double)backlog);
+            cJSON_AddNumberToObject(d, "max_queue_size", (double)max);
+            cJSON_AddNumberToObject(d, "retry_after", secs);
+        }
+        sl_http_reply_error_json(req, 429, "queue full", d);
+        return SL_HTTP_DONE;
+    }
+    return SL_HTTP_BODY;
+}
+
+static void reply_bad_body(struct sl_http_req *req, long offset, const char *msg)
+{
+    if (offset < 0) {
+        sl_http_reply_error(req, 400, "invalid body", msg);
+        return;
+    }
+    cJSON *d = cJSON_CreateObject();
+    if (d) {
+        cJSON_AddNumberToObject(d, "offset", (double)offset);
+        cJSON_AddStringToObject(d, "message", msg);
+    }
+    sl_http_reply_error_json(req, 400, "malformed JSON", d);
+}
+
+/* Appends the records to one partition, round-robin over the topic's partitions. */
+static int append(struct sl_api *api, const struct sl_stream_msg *msgs, size_t n)
+{
+    for (int attempt = 0;; attempt++) {
+        uint32_t parts = atomic_load(&api->partitions);
+        uint32_t p = (uint32_t)(atomic_fetch_add(&api->next_partition, 1) % (parts ? parts : 1));
+        int rc = sl_stream_append(api->stream, SL_TOPIC_EVENTS, p, msgs, n, NULL);
+        if (rc != SL_ENOTFOUND || attempt == 1)
+            return rc;
+        sl_api_partitions_refresh(api); /* the topic shrank or was recreated */
+    }
+}
+
+static void reply_append_error(struct sl_http_req *req, int rc)
+{
+    sl_http_req_add_header(req, "Retry-After", "1");
+    if (rc == SL_EFULL)
+        sl_http_reply_error(req, 503, "stream full",
+                            "the event stream is at its size bound (SLUICE_STREAM_MAX_BYTES); "
+                            "nothing was accepted");
+    else
+        sl_http_reply_error(req, 503, "stream unavailable", sl_strerror(rc));
+}
+
+static void reply_accepted(struct sl_api *api, struct sl_http_req *req, const char *task_id,
+                           size_t accepted, cJSON *rejected)
+{
+    int64_t us = sl_http_req_elapsed_us(req);
+    cJSON *o = cJSON_CreateObject();
+    if (!o || !cJSON_AddStringToObject(o, "task_id", task_id) ||
+        !cJSON_AddNumberToObject(o, "response_time", (double)us / 1e6) ||
+        !cJSON_AddNumberToObject(o, "accepted", (double)accepted) ||
+        !cJSON_AddItemReferenceToObject(o, "rejected", rejected)) {
+        /* The events are in the stream: say so even without the details. */
+        char *body = malloc(96);
+        if (body)
+            snprintf(body, 96, "{\"task_id\":\"%s\",\"accepted\":%zu}", task_id, accepted);
+        sl_http_reply(req, 200, "application/json", body, body ? strlen(body) : 0);
+    } else {
+        sl_http_reply_json(req, 200, o);
+    }
+    cJSON_Delete(o);
+    atomic_fetch_add(&api->stats->events_accepted, (int64_t)accepted);
+    atomic_fetch_add(&api->stats->events_rejected, (int64_t)cJSON_GetArraySize(rejected));
+    sl_histogram_observe(&api->stats->ack_latency, sl_http_req_elapsed_us(req));
+    SL_DEBUG("task %s: %zu accepted, %d rejected in %lld us", task_id, accepted,
+             cJSON_GetArraySize(rejected), (long long)us);
+}
+
+static int add_rejection(cJSON *rejected, size_t index, const char *msg)
+{
+    cJSON *r = cJSON_CreateObject();
+    if (!r || !cJSON_AddNumberToObject(r, "index", (double)index) ||
+        !cJSON_AddStringToObject(r, "error", msg) || !cJSON_AddItemToArray(rejected, r)) {
+        cJSON_Delete(r);
+        return SL_ENOMEM;
+    }
+    return 0;
+}
+
+/* Normalizes every event into msgs (records malloc'd) and rejections; *out_n accepted. */
+static int normalize_all(const cJSON *events, const struct sl_ingest_ctx *ctx,
+                         struct sl_stream_msg *msgs, size_t *out_n, cJSON *rejected)
+{
+    const cJSON *ev;
+    size_t i = 0, n = 0;
+    char err[256];
+    cJSON_ArrayForEach(ev, events)
+    {
+        char *rec = NULL;
+        size_t len = 0;
+        int rc = sl_event_normalize(ev, ctx, &rec, &len, err, sizeof(err));
+        if (rc == 0) {
+            msgs[n].data = rec;
+            msgs[n].len = len;
+            n++;
+        } else if (rc != SL_EINVAL || add_rejection(rejected, i, err) != 0) {
+            *out_n = n;
+            return rc == SL_EINVAL ? SL_ENOMEM : rc;
+        }
+        i++;
+    }
+    *out_n = n;
+    return 0;
+}
+
+void sl_api_ingest(struct sl_api *api, struct sl_http_req *req)
+{
+    struct sl_api_req *ar = req->app;
+    cJSON *root = NULL, *events = NULL, *rejected = NULL;
+    struct sl_stream_msg *msgs = NULL;
+    size_t n = 0, accepted = 0;
+    long offset = -1;
+    char err[256], task_id[SL_UUID_LEN + 1];
+
+    int rc = sl_event_bulk_parse(req->body.data ? req->body.data : "", req->body.len, &root,
+                                 &events, &offset, err, sizeof(err));
+    if (rc == SL_EINVAL) {
+        reply_bad_body(req, offset, err);
+        goto out;
+    } else if (rc) {
+        sl_http_reply_error(req, 503, "out of memory", sl_strerror(rc));
+        goto out;
+    }
+    n = (size_t)cJSON_GetArraySize(events);
+    if ((int64_t)n > api->cfg->max_events_per_request) {
+        cJSON *d = cJSON_CreateObject();
+        if (d) {
+            cJSON_AddNumberToObject(d, "max_events", (double)api->cfg->max_events_per_request);
+            cJSON_AddNumberToObject(d, "received", (double)n);
+        }
+        sl_http_reply_error_json(req, 413, "too many events", d);
+        goto out;
+    }
+    sl_uuid4(task_id);
+    struct sl_ingest_ctx ctx = {ar->who.org_uuid, ar->who.key_id, ar->who.role, task_id,
+                                sl_now_ms()};
+    msgs = calloc(n ? n : 1, sizeof(*msgs));
+    rejected = cJSON_CreateArray();
+    rc = msgs && rejected ? normalize_all(events, &ctx, msgs, &accepted, rejected) : SL_ENOMEM;
+    cJSON_Delete(root); /* the records are self-contained: free the tree before the append */
+    root = NULL;
+    if (rc) {
+        sl_http_req_add_header(req, "Retry-After", "1");
+        sl_http_reply_error(req, 503, "out of memory", "nothing was accepted");
+        goto out;
+    }
+    rc = accepted ? append(api, msgs, accepted) : 0;
+    if (rc) {
+        SL_WARN("append of %zu events failed: %s", accepted, sl_strerror(rc));
+        reply_append_error(req, rc);
+        goto out;
+    }
+    /* Seen by concurrent requests before the next backlog refresh. */
+    atomic_fetch_add(&api->backlog, (int64_t)accepted);
+    reply_accepted(api, req, task_id, accepted, rejected);
+out:
+    for (size_t i = 0; msgs && i < accepted; i++)
+        free((void *)msgs[i].data);
+    free(msgs);
+    cJSON_Delete(rejected);
+    cJSON_Delete(root);
+}
+
+/* ---- GET /api/v2.0/event ---- */
+
+static int bad_param(char *err, size_t errlen, const char *name, const char *value,
+                     const char *expected)
+{
+    snprintf(err, errlen, "%s=%.64s%s: expected %s", name, value, strlen(value) > 64 ? "..." : "",
+             expected);
+    return SL_EINVAL;
+}
+
+static int parse_severities(const struct sl_http_query *q, struct sl_event_filter *f, char *err,
+                            size_t errlen)
+{
+    size_t pos = 0;
+    const char *v;
+    while ((v = sl_http_query_next(q, "severity", &pos))) {
+        const char *p = v;
+        do {
+            const char *comma = strchr(p, ',');
+            size_t len = comma ? (size_t)(comma - p) : strlen(p);
+            char tok[16];
+            int64_t sev;
+            while (len && isspace((unsigned char)*p))
+                p++, len--;
+            while (len && isspace((unsigned char)p[len - 1]))
+                len--;
+            if (len == 0 || len >= sizeof(tok))
+                return bad_param(err, errlen, "severity", v, "integers 0..4, comma-separated");
+            memcpy(tok, p, len);
+            tok[len] = '\0';
+            if (sl_parse_int64(tok, 0, 4, &sev) != 0)
+                return bad_param(err, errlen, "severity", v, "integers 0..4, comma-separated");
+            int dup = 0;
+            for (int i = 0; i < f->nseverities; i++)
+                dup |= f->severities[i] == (int)sev;
+            if (!dup && f->nseverities < (int)(sizeof(f->severities) / sizeof(f->severities[0])))
+                f->severities[f->nseverities++] = (int)sev;
+            p = comma ? comma + 1 : NULL;
+        } while (p);
+    }
+    return 0;
+}
+
+static int parse_text(const struct sl_http_query *q, const char *name, size_t max, const char **out,
+                      char *err, size_t errlen)
+{
+    const char *v = sl_http_query_get(q, name);
+    if (!v)
+        return 0;
+    if (strlen(v) > max) {
+        char what[64];
+        snprintf(what, sizeof(what), "at most %zu bytes", max);
+        return bad_param(err, errlen, name, v, what);
+    }
+    *out = v[0] ? v : NULL; /* an empty filter does not filter */
+    return 0;
+}
+
+static int parse_time(const struct sl_http_query *q, const char *name, int64_t *out, char *err,
+                      size_t errlen)
+{
+    const char *v = sl_http_query_get(q, name);
+    if (!v || !v[0])
+        return 0;
+    if (sl_time_parse(v, strlen(v), out) != 0)
+        return bad_param(err, errlen, name, v,
+                         "an ISO 8601 date or date-time (2024-05-01 or 2024-05-01T12:00:00Z)");
+    return 0;
+}
+
+static int parse_int(const struct sl_http_query *q, const char *name, int64_t min, int64_t max,
+                     int64_t *out, char *err, size_t errlen)
+{
+    const char *v = sl_http_query_get(q, name);
+    if (!v)
+        return 0;
+    if (sl_parse_int64(v, min, max, out) != 0) {
+        char what[64];
+        snprintf(what, sizeof(what), "an integer %lld..%lld", (long long)min, (long long)max);
+        return bad_param(err, errlen, name, v, what);
+    }
+    return 0;
+}
+
+int sl_api_event_filter_parse(const struct sl_http_query *q, struct sl_event_filter *f, char *err,
+                              size_t errlen)
+{
+    const char *org = f->org;
+    memset(f, 0, sizeof(*f));
+    f->org = org;
+    f->page = 1;
+    f->page_size = 25;
+    int rc = parse_text(q, "status", FILTER_TEXT_MAX, &f->status, err, errlen);
+    if (!rc)
+        rc = parse_severities(q, f, err, errlen);
+    if (!rc)
+        rc = parse_text(q, "title", SL_EVENT_TITLE_MAX, &f->title, err, errlen);
+    if (!rc)
+        rc = parse_text(q, "signature", FILTER_TEXT_MAX, &f->signature, err, errlen);
+    if (!rc)
+        rc = parse_text(q, "tags", SL_EVENT_TAG_MAX, &f->tag, err, errlen);
+    if (!rc)
+        rc = parse_text(q, "tag", SL_EVENT_TAG_MAX, &f->tag, err, errlen); /* tag wins */
+    if (!rc)
+        rc =
+            parse_text(q, "observable", SL_EVENT_OBSERVABLE_VALUE_MAX, &f->observable, err, errlen);
+    if (!rc)
+        rc = parse_time(q, "start", &f->start_ms, err, errlen);
+    if (!rc)
+        rc = parse_time(q, "end", &f->end_ms, err, errlen);
+    if (!rc)
+        rc = parse_int(q, "page", 1, PAGE_MAX, &f->page, err, errlen);
+    if (!rc)
+        rc = parse_int(q, "page_size", 1, 1000, &f->page_size, err, errlen);
+    if (rc)
+        return rc;
+    const char *dir = sl_http_query_get(q, "sort_direction");
+    if (dir && strcasecmp(dir, "asc") == 0)
+        f->sort_asc = 1;
+    else if (dir && strcasecmp(dir, "desc") != 0)
+        return bad_param(err, errlen, "sort_direction", dir, "asc or desc");
+    if (f->start_ms && f->end_ms && f->start_ms > f->end_ms)
+        return bad_param(err, errlen, "start", sl_http_query_get(q, "start"), "a time before end");
+    return 0;
+}
+
+static char *list_body(const char *events, const struct sl_event_filter *f, int64_t total,
+                       size_t *out_len)
+{
+    int64_t pages = (total + f->page_size - 1) / f->page_size;
+    size_t cap = strlen(events) + 160;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    int n = snprintf(out, cap,
+                     "{\"events\":%s,\"pagination\":{\"total_results\":%lld,\"pages\":%lld,"
+                     "\"page\":%lld,\"page_size\":%lld}}",
+                     events, (long long)total, (long long)pages, (long long)f->page,
+                     (long long)f->page_size);
+    *out_len = (size_t)n;
+    return out;
+}
+
+enum sl_http_next sl_api_event_list(struct sl_api *api, struct sl_http_req *req)
+{
+    struct sl_api_req *ar = req->app;
+    struct sl_event_filter f = {.org = ar->who.org_uuid};
+    char err[256], *events = NULL;
+    int64_t total = 0;
+    if (sl_api_event_filter_parse(&req->query, &f, err, sizeof(err)) != 0) {
+        sl_http_reply_error(req, 400, "invalid parameter", err);
+        return SL_HTTP_DONE;
+    }
+    struct sl_store *st = sl_api_store_get(api, req);
+    if (!st) {
+        sl_api_reply_store_error(req, 0);
+        return SL_HTTP_DONE;
+    }
+    int rc = sl_store_event_list(st, &f, &events, &total);
+    sl_api_store_put(api, req);
+    if (rc == SL_EINVAL) {
+        sl_http_reply_error(req, 400, "invalid parameter", "page or page_size out of range");
+    } else if (rc) {
+        sl_api_reply_store_error(req, rc);
+    } else {
+        size_t len = 0;
+        char *body = list_body(events, &f, total, &len);
+        if (body)
+            sl_http_reply(req, 200, "application/json", body, len);
+        else
+            sl_http_reply_error(req, 503, "out of memory", NULL);
+    }
+    free(events);
+    return SL_HTTP_DONE;
+}
+
+/* ---- GET /api/v2.0/event/<uuid> ---- */
+
+enum sl_http_next sl_api_event_get(struct sl_api *api, struct sl_http_req *req)
+{
+    struct sl_api_req *ar = req->app;
+    const struct sl_route_param *id = &ar->match.params[0];
+    char uuid[SL_UUID_LEN + 1], *doc = NULL;
+    /* Another organization's event and a malformed id look the same as a missing one. */
+    if (ar->match.nparams != 1 || id->len != SL_UUID_LEN) {
+        sl_http_reply_error(req, 404, "not found", "no such event");
+        return SL_HTTP_DONE;
+    }
+    for (size_t i = 0; i < SL_UUID_LEN; i++)
+        uuid[i] = (char)tolower((unsigned char)id->ptr[i]);
+    uuid[SL_UUID_LEN] = '\0';
+    if (!sl_uuid_valid(uuid)) {
+        sl_http_reply_error(req, 404, "not found", "no such event");
+        return SL_HTTP_DONE;
+    }
+    struct sl_store *st = sl_api_store_get(api, req);
+    if (!st) {
+        sl_api_reply_store_error(req, 0);
+        return SL_HTTP_DONE;
+    }
+    int rc = sl_store_event_get(st, ar->who.org_uuid, uuid, &doc);
+    sl_api_store_put(api, req);
+    if (rc == SL_ENOTFOUND)
+        sl_http_reply_error(req, 404, "not found", "no such event");
+    else if (rc)
+        sl_api_reply_store_error(req, rc);
+    else
+        sl_http_reply(req, 200, "application/json", doc, strlen(doc));
+    return SL_HTTP_DONE;
+}
