@@ -1,0 +1,99 @@
+/* libFuzzer target for the bulk-ingest path: sl_event_bulk_parse, then sl_event_normalize on
+ * each event, then sl_event_prepare on each record. Beyond memory errors it aborts when an
+ * invariant breaks: an error offset outside [0, len], an error message that is not printable
+ * UTF-8, or a record made by sl_event_normalize that sl_event_prepare refuses. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "event/event.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Messages reach clients inside JSON: they must be valid UTF-8 without control characters. */
+static void check_message(const char *msg)
+{
+    const unsigned char *s = (const unsigned char *)msg;
+    size_t n = strlen(msg);
+    if (n == 0) {
+        fprintf(stderr, "empty error message\n");
+        abort();
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < 0x20 || s[i] == 0x7f) {
+            fprintf(stderr, "control character in message: %s\n", msg);
+            abort();
+        }
+        if (s[i] >= 0x80) {
+            size_t len = s[i] >= 0xf0 ? 4 : s[i] >= 0xe0 ? 3 : 2;
+            if (s[i] < 0xc2 || s[i] > 0xf4 || i + len > n) {
+                fprintf(stderr, "invalid UTF-8 in message: %s\n", msg);
+                abort();
+            }
+            for (size_t k = 1; k < len; k++)
+                if ((s[i + k] & 0xc0) != 0x80) {
+                    fprintf(stderr, "invalid UTF-8 in message: %s\n", msg);
+                    abort();
+                }
+            i += len - 1;
+        }
+    }
+}
+
+static void prepare_record(const char *rec, size_t len)
+{
+    struct sl_event_prepared p;
+    char err[256];
+    int rc = sl_event_prepare(rec, len, 1, 1700000001000LL, &p, err, sizeof(err));
+    if (rc == 0 && (!p.row.doc || strlen(p.row.doc) != p.row.doc_len || !p.row.uuid[0] ||
+                    strlen(p.row.signature) != 32)) {
+        fprintf(stderr, "prepared row is incomplete\n");
+        abort();
+    }
+    if (rc != 0 && rc != SL_ENOMEM) {
+        fprintf(stderr, "prepare refused a normalized record: %s\n%.*s\n", err, (int)len, rec);
+        abort();
+    }
+    sl_event_prepared_fini(&p);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const struct sl_ingest_ctx ctx = {"11111111-2222-3333-4444-555555555555", "key-1",
+                                             "agent", "task-1", 1700000000000LL};
+    cJSON *root = NULL, *events = NULL, *ev;
+    long off = -2;
+    char err[256];
+    /* An exact-size copy, so reading past size is caught even if data is followed by more. */
+    char *body = malloc(size ? size : 1);
+    if (!body)
+        return 0;
+    memcpy(body, data, size);
+    int rc = sl_event_bulk_parse(body, size, &root, &events, &off, err, sizeof(err));
+    if (rc != 0) {
+        if (off < -1 || off > (long)size) {
+            fprintf(stderr, "error offset %ld outside [0, %zu]\n", off, size);
+            abort();
+        }
+        check_message(err);
+        free(body);
+        return 0;
+    }
+    cJSON_ArrayForEach(ev, events)
+    {
+        char *rec = NULL;
+        size_t len = 0;
+        if (sl_event_normalize(ev, &ctx, &rec, &len, err, sizeof(err)) != 0) {
+            check_message(err);
+            continue;
+        }
+        prepare_record(rec, len);
+        free(rec);
+    }
+    cJSON_Delete(root);
+    free(body);
+    return 0;
+}
