@@ -1,21 +1,39 @@
-/* The Event Worker loop: take a batch from the ingest stream, prepare each event, write the
- * batch to the store idempotently, and only then commit the stream offsets. A crash anywhere
- * before the commit means redelivery, and the store's (organization, reference) key makes the
- * second write a no-op: at-least-once delivery, exactly-once effect. */
+/* The Event Worker: take a batch from the ingest stream, prepare each event, write the batch to
+ * the store idempotently, and only then commit the stream offsets. A crash anywhere before the
+ * commit means redelivery, and the store's (organization, reference) key makes the second write
+ * a no-op: at-least-once delivery, exactly-once effect.
+ *
+ * Two threads form a pipeline over two batch buffers: the consumer thread polls and prepares
+ * batch k+1 (CPU: JSON, hashes) while the writer thread stores and commits batch k (I/O: two
+ * fsyncs). Batches are written and committed strictly in order. */
 #include "processor/processor.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "event/event.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define POLL_TIMEOUT_MS 500
+#define POLL_TIMEOUT_MS  500
 #define TRIM_INTERVAL_MS 10000
-#define RETRY_MAX_MS 5000
+#define RETRY_MAX_MS     5000
+#define NBATCHES         2
+
+/* One batch in flight: prepared events and the positions to commit once they are stored. */
+struct batch {
+    struct sl_event_prepared *prepared; /* es_bulk_size of them */
+    struct sl_store_event *rows;
+    enum sl_put_outcome *outcomes;
+    uint32_t *parts; /* partitions seen in the batch */
+    uint64_t *next;  /* offset after the last record of parts[i] */
+    size_t nparts, nrecs, nrows;
+    int64_t t0;
+    int full; /* under the worker lock: prepared, waiting for the writer */
+};
 
 struct worker {
     const struct sl_config *cfg;
@@ -26,10 +44,14 @@ struct worker {
     struct sl_store *store;
     struct sl_stream *stream;
     struct sl_stream_consumer *consumer;
-    struct sl_event_prepared *prepared; /* es_bulk_size of them */
-    struct sl_store_event *rows;
-    enum sl_put_outcome *outcomes;
+    size_t nmine;
     int64_t last_trim_ms;
+    struct batch batches[NBATCHES];
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int fill;      /* next batch the consumer thread fills */
+    int done;      /* consumer thread finished: the writer exits when no batch is full */
+    int writer_rc; /* the writer's failure, which ends the worker */
 };
 
 static void set_status(struct worker *w, int status)
@@ -44,12 +66,31 @@ static void sleep_ms(int64_t ms)
     nanosleep(&ts, NULL);
 }
 
+static int batch_init(struct batch *b, size_t bulk, size_t nmine)
+{
+    b->prepared = calloc(bulk, sizeof(*b->prepared));
+    b->rows = calloc(bulk, sizeof(*b->rows));
+    b->outcomes = calloc(bulk, sizeof(*b->outcomes));
+    b->parts = calloc(nmine, sizeof(*b->parts));
+    b->next = calloc(nmine, sizeof(*b->next));
+    return b->prepared && b->rows && b->outcomes && b->parts && b->next ? 0 : SL_ENOMEM;
+}
+
+static void batch_fini(struct batch *b)
+{
+    for (size_t i = 0; b->prepared && i < b->nrows; i++)
+        sl_event_prepared_fini(&b->prepared[i]);
+    free(b->prepared);
+    free(b->rows);
+    free(b->outcomes);
+    free(b->parts);
+    free(b->next);
+}
+
 static int worker_open(struct worker *w, int count)
 {
     char err[512];
     uint32_t parts = 0, mine[SL_STREAM_MAX_PARTITIONS];
-    size_t nmine = 0;
-    size_t bulk = (size_t)w->cfg->es_bulk_size;
     w->store = sl_store_open(w->cfg->data_dir, err, sizeof(err));
     if (!w->store) {
         SL_ERROR("cannot open the store: %s", err);
@@ -67,41 +108,42 @@ static int worker_open(struct worker *w, int count)
     }
     /* Partition p belongs to worker p mod count, as a consumer group would assign them. */
     for (uint32_t p = (uint32_t)w->index; p < parts; p += (uint32_t)count)
-        mine[nmine++] = p;
+        mine[w->nmine++] = p;
     w->consumer =
-        sl_stream_consumer_create(w->stream, SL_TOPIC_EVENTS, SL_GROUP_WORKERS, mine, nmine);
-    w->prepared = calloc(bulk, sizeof(*w->prepared));
-    w->rows = calloc(bulk, sizeof(*w->rows));
-    w->outcomes = calloc(bulk, sizeof(*w->outcomes));
-    if (!w->consumer || !w->prepared || !w->rows || !w->outcomes) {
+        sl_stream_consumer_create(w->stream, SL_TOPIC_EVENTS, SL_GROUP_WORKERS, mine, w->nmine);
+    if (!w->consumer) {
         SL_ERROR("cannot create the consumer of topic %s", SL_TOPIC_EVENTS);
-        return SL_ENOMEM;
+        return SL_EIO;
     }
-    SL_INFO("consuming %zu of %u partitions of %s", nmine, parts, SL_TOPIC_EVENTS);
+    for (int i = 0; i < NBATCHES; i++)
+        if (batch_init(&w->batches[i], (size_t)w->cfg->es_bulk_size, w->nmine))
+            return SL_ENOMEM;
+    SL_INFO("consuming %zu of %u partitions of %s", w->nmine, parts, SL_TOPIC_EVENTS);
     return 0;
 }
 
 static void worker_close(struct worker *w)
 {
+    for (int i = 0; i < NBATCHES; i++)
+        batch_fini(&w->batches[i]);
     sl_stream_consumer_destroy(w->consumer);
     sl_stream_destroy(w->stream);
     sl_store_close(w->store);
-    free(w->prepared);
-    free(w->rows);
-    free(w->outcomes);
 }
 
-/* Writes the prepared rows, retrying transient failures with backoff until it succeeds or the
- * worker is asked to stop (then the batch is left uncommitted and will be redelivered). */
-static int write_batch(struct worker *w, size_t nrows)
+/* ---- writer thread: store, then commit ---------------------------------------------------- */
+
+/* Writes the batch's rows, retrying transient failures with backoff until it succeeds or the
+ * worker is asked to stop (then the batch stays uncommitted and is redelivered). */
+static int write_rows(struct worker *w, struct batch *b)
 {
     int64_t delay = 50;
     for (;;) {
-        int rc = sl_store_put_events(w->store, w->rows, nrows, w->outcomes);
+        int rc = sl_store_put_events(w->store, b->rows, b->nrows, b->outcomes);
         if (rc == 0)
             return 0;
         atomic_fetch_add(&w->slot->store_errors, 1);
-        SL_WARN("store write of %zu events failed (%s); retrying in %lld ms", nrows,
+        SL_WARN("store write of %zu events failed (%s); retrying in %lld ms", b->nrows,
                 sl_strerror(rc), (long long)delay);
         if (*w->stop)
             return rc;
@@ -111,13 +153,13 @@ static int write_batch(struct worker *w, size_t nrows)
     }
 }
 
-static void count_outcomes(struct worker *w, size_t nrows)
+static void count_outcomes(struct worker *w, const struct batch *b)
 {
     int64_t stored = 0, dup = 0, redo = 0;
-    for (size_t i = 0; i < nrows; i++) {
-        if (w->outcomes[i] == SL_PUT_STORED)
+    for (size_t i = 0; i < b->nrows; i++) {
+        if (b->outcomes[i] == SL_PUT_STORED)
             stored++;
-        else if (w->outcomes[i] == SL_PUT_DUPLICATE)
+        else if (b->outcomes[i] == SL_PUT_DUPLICATE)
             dup++;
         else
             redo++;
@@ -127,53 +169,132 @@ static void count_outcomes(struct worker *w, size_t nrows)
     atomic_fetch_add(&w->slot->redelivered, redo);
 }
 
-/* Prepares every record of the batch; records that are not valid events are counted, logged
- * and skipped (they can never become valid, so retrying them would block the partition). */
-static size_t prepare_batch(struct worker *w, const struct sl_stream_record *recs, size_t n)
+static int write_batch(struct worker *w, struct batch *b)
+{
+    int64_t t1 = sl_mono_ms();
+    set_status(w, SL_WORKER_PUSHING);
+    int rc = b->nrows ? write_rows(w, b) : 0;
+    int64_t t2 = sl_mono_ms();
+    if (rc == 0)
+        rc = sl_stream_commit_offsets(w->consumer, b->parts, b->next, b->nparts);
+    for (size_t i = 0; i < b->nrows; i++)
+        sl_event_prepared_fini(&b->prepared[i]);
+    if (rc) {
+        /* Whatever was stored stays stored; the redelivery will find it there. */
+        SL_ERROR("batch of %zu events not committed: %s", b->nrecs, sl_strerror(rc));
+        b->nrows = 0;
+        return rc;
+    }
+    /* Counted only once committed: a crash before this point redelivers the batch. */
+    count_outcomes(w, b);
+    b->nrows = 0;
+    SL_DEBUG("batch of %zu: store %lld ms, commit %lld ms, total %lld ms", b->nrecs,
+             (long long)(t2 - t1), (long long)(sl_mono_ms() - t2),
+             (long long)(sl_mono_ms() - b->t0));
+    atomic_fetch_add(&w->slot->processed_events, (int64_t)b->nrecs);
+    atomic_fetch_add(&w->slot->batches, 1);
+    atomic_store(&w->slot->events_in_processing, 0);
+    atomic_store(&w->slot->last_event_ms, sl_now_ms());
+    sl_histogram_observe(&w->stats->batch_latency, (sl_mono_ms() - b->t0) * 1000);
+    return 0;
+}
+
+static void *writer_main(void *arg)
+{
+    struct worker *w = arg;
+    int next = 0, rc = 0;
+    for (;;) {
+        pthread_mutex_lock(&w->lock);
+        while (!w->batches[next].full && !w->done)
+            pthread_cond_wait(&w->cond, &w->lock);
+        int have = w->batches[next].full;
+        pthread_mutex_unlock(&w->lock);
+        if (!have)
+            break; /* done and nothing left */
+        rc = write_batch(w, &w->batches[next]);
+        pthread_mutex_lock(&w->lock);
+        w->batches[next].full = 0;
+        if (rc)
+            w->writer_rc = rc;
+        pthread_cond_broadcast(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+        if (rc)
+            break;
+        next = (next + 1) % NBATCHES;
+    }
+    return NULL;
+}
+
+/* ---- consumer thread: poll, prepare, hand over -------------------------------------------- */
+
+/* Remembers that the batch covers partition `part` up to `offset`. */
+static void batch_note(struct batch *b, uint32_t part, uint64_t offset)
+{
+    for (size_t i = 0; i < b->nparts; i++) {
+        if (b->parts[i] == part) {
+            if (offset + 1 > b->next[i])
+                b->next[i] = offset + 1;
+            return;
+        }
+    }
+    b->parts[b->nparts] = part;
+    b->next[b->nparts++] = offset + 1;
+}
+
+/* Prepares every record; records that are not valid events are counted, logged and skipped
+ * (they can never become valid, so retrying them would block the partition). */
+static void prepare_batch(struct worker *w, struct batch *b, const struct sl_stream_record *recs,
+                          size_t n)
 {
     char err[256];
-    size_t nrows = 0;
     int64_t now = sl_now_ms();
+    b->nrecs = n;
+    b->nrows = 0;
+    b->nparts = 0;
     for (size_t i = 0; i < n; i++) {
-        struct sl_event_prepared *p = &w->prepared[nrows];
+        struct sl_event_prepared *p = &b->prepared[b->nrows];
         uint64_t origin = ((uint64_t)recs[i].partition << 48) | recs[i].offset;
+        batch_note(b, recs[i].partition, recs[i].offset);
         if (sl_event_prepare(recs[i].data, recs[i].len, origin, now, p, err, sizeof(err))) {
             SL_WARN("skipping record %u:%llu: %s", recs[i].partition,
                     (unsigned long long)recs[i].offset, err);
             atomic_fetch_add(&w->slot->invalid, 1);
             sl_event_prepared_fini(p);
+            memset(p, 0, sizeof(*p));
             continue;
         }
-        w->rows[nrows++] = p->row;
+        b->rows[b->nrows++] = p->row;
     }
-    return nrows;
 }
 
-static int process_batch(struct worker *w, const struct sl_stream_record *recs, size_t n)
+/* Waits until the next batch buffer is free; NULL if the worker is stopping or failed. */
+static struct batch *take_free(struct worker *w)
 {
-    int64_t t0 = sl_mono_ms();
-    set_status(w, SL_WORKER_PROCESSING);
-    atomic_store(&w->slot->events_in_processing, (int64_t)n);
-    size_t nrows = prepare_batch(w, recs, n);
-    set_status(w, SL_WORKER_PUSHING);
-    int rc = nrows ? write_batch(w, nrows) : 0;
-    for (size_t i = 0; i < nrows; i++)
-        sl_event_prepared_fini(&w->prepared[i]);
-    if (rc)
-        return rc;
-    count_outcomes(w, nrows);
-    rc = sl_stream_commit(w->consumer);
-    if (rc) {
-        /* The batch is stored; a redelivery would only find it already there. */
-        SL_ERROR("cannot commit stream offsets: %s", sl_strerror(rc));
-        return rc;
+    struct batch *b = &w->batches[w->fill];
+    pthread_mutex_lock(&w->lock);
+    while (b->full && !w->writer_rc) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+        atomic_store(&w->slot->heartbeat_ms, sl_mono_ms());
     }
-    atomic_fetch_add(&w->slot->processed_events, (int64_t)n);
-    atomic_fetch_add(&w->slot->batches, 1);
-    atomic_store(&w->slot->events_in_processing, 0);
-    atomic_store(&w->slot->last_event_ms, sl_now_ms());
-    sl_histogram_observe(&w->stats->batch_latency, (sl_mono_ms() - t0) * 1000);
-    return 0;
+    int failed = w->writer_rc != 0;
+    pthread_mutex_unlock(&w->lock);
+    return failed ? NULL : b;
+}
+
+static void hand_over(struct worker *w, struct batch *b)
+{
+    pthread_mutex_lock(&w->lock);
+    b->full = 1;
+    w->fill = (w->fill + 1) % NBATCHES;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
 }
 
 /* Worker 0 trims what every group has committed and retention no longer keeps. */
@@ -190,38 +311,71 @@ static void maybe_trim(struct worker *w)
         SL_DEBUG("trimmed %llu records", (unsigned long long)trimmed);
 }
 
-int sl_worker_run(const struct sl_config *cfg, int index, int count, struct sl_stats *stats,
-                  volatile sig_atomic_t *stop)
+static int consume(struct worker *w)
 {
-    struct worker w = {.cfg = cfg, .index = index, .stats = stats, .stop = stop,
-                       .slot = &stats->workers[index]};
-    snprintf(w.slot->name, sizeof(w.slot->name), "worker-%d", index);
-    snprintf(w.slot->organization, sizeof(w.slot->organization), "all");
-    atomic_store(&w.slot->started_ms, sl_now_ms());
-    set_status(&w, SL_WORKER_STARTING);
-    int rc = worker_open(&w, count);
-    atomic_store(&w.slot->last_meta_refresh_ms, sl_now_ms());
-    while (rc == 0 && !*stop) {
+    int rc = 0;
+    while (!*w->stop) {
         const struct sl_stream_record *recs = NULL;
         size_t n = 0;
-        set_status(&w, SL_WORKER_POLLING);
-        rc = sl_stream_poll(w.consumer, (size_t)cfg->es_bulk_size, POLL_TIMEOUT_MS, &recs, &n);
+        struct batch *b = take_free(w);
+        if (!b)
+            break; /* the writer failed: exit, the supervisor restarts us */
+        set_status(w, SL_WORKER_POLLING);
+        rc = sl_stream_poll(w->consumer, (size_t)w->cfg->es_bulk_size, POLL_TIMEOUT_MS, &recs, &n);
         if (rc) {
             SL_ERROR("stream poll failed: %s", sl_strerror(rc));
             break;
         }
         if (n == 0) {
-            set_status(&w, SL_WORKER_IDLE);
-            maybe_trim(&w);
+            set_status(w, SL_WORKER_IDLE);
+            maybe_trim(w);
             continue;
         }
-        rc = process_batch(&w, recs, n);
-        maybe_trim(&w);
+        set_status(w, SL_WORKER_PROCESSING);
+        atomic_store(&w->slot->events_in_processing, (int64_t)n);
+        b->t0 = sl_mono_ms();
+        prepare_batch(w, b, recs, n);
+        hand_over(w, b);
+        maybe_trim(w);
     }
-    if (*stop && rc != 0)
-        rc = 0; /* stopped mid-retry: the batch is redelivered to the next worker */
+    return rc;
+}
+
+int sl_worker_run(const struct sl_config *cfg, int index, int count, struct sl_stats *stats,
+                  volatile sig_atomic_t *stop)
+{
+    struct worker w = {
+        .cfg = cfg, .index = index, .stats = stats, .stop = stop, .slot = &stats->workers[index]};
+    pthread_t writer;
+    int started = 0;
+    snprintf(w.slot->name, sizeof(w.slot->name), "worker-%d", index);
+    snprintf(w.slot->organization, sizeof(w.slot->organization), "all");
+    atomic_store(&w.slot->started_ms, sl_now_ms());
+    set_status(&w, SL_WORKER_STARTING);
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.cond, NULL);
+    int rc = worker_open(&w, count);
+    atomic_store(&w.slot->last_meta_refresh_ms, sl_now_ms());
+    if (rc == 0) {
+        rc = -pthread_create(&writer, NULL, writer_main, &w);
+        started = rc == 0;
+    }
+    if (rc == 0)
+        rc = consume(&w);
+    if (started) {
+        /* SIGTERM: the writer still stores and commits what was handed over. */
+        pthread_mutex_lock(&w.lock);
+        w.done = 1;
+        pthread_cond_broadcast(&w.cond);
+        pthread_mutex_unlock(&w.lock);
+        pthread_join(writer, NULL);
+        if (rc == 0 && w.writer_rc && !*stop)
+            rc = w.writer_rc;
+    }
     set_status(&w, SL_WORKER_STOPPED);
     worker_close(&w);
+    pthread_mutex_destroy(&w.lock);
+    pthread_cond_destroy(&w.cond);
     SL_INFO("worker stopped");
     return rc;
 }

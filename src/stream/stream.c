@@ -31,8 +31,7 @@ int sl_stream_trim(struct sl_stream *s, const char *topic, uint64_t *out_trimmed
 }
 
 struct sl_stream_consumer *sl_stream_consumer_create(struct sl_stream *s, const char *topic,
-                                                     const char *group,
-                                                     const uint32_t *partitions,
+                                                     const char *group, const uint32_t *partitions,
                                                      size_t npartitions)
 {
     return s->ops->consumer_create(s, topic, group, partitions, npartitions);
@@ -53,4 +52,10 @@ int sl_stream_poll(struct sl_stream_consumer *c, size_t max_records, int timeout
 int sl_stream_commit(struct sl_stream_consumer *c)
 {
     return c->stream->ops->commit(c);
+}
+
+int sl_stream_commit_offsets(struct sl_stream_consumer *c, const uint32_t *partitions,
+                             const uint64_t *next_offsets, size_t n)
+{
+    return c->stream->ops->commit_offsets(c, partitions, next_offsets, n);
 }

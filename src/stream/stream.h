@@ -53,6 +53,8 @@ struct sl_stream_ops {
     int (*poll)(struct sl_stream_consumer *c, size_t max_records, int timeout_ms,
                 const struct sl_stream_record **out_records, size_t *out_n);
     int (*commit)(struct sl_stream_consumer *c);
+    int (*commit_offsets)(struct sl_stream_consumer *c, const uint32_t *partitions,
+                          const uint64_t *next_offsets, size_t n);
 };
 
 /* Every backend's stream object starts with a struct sl_stream, and every backend's consumer
@@ -113,5 +115,13 @@ int sl_stream_poll(struct sl_stream_consumer *c, size_t max_records, int timeout
  * a new consumer of the group resumes from the last commit, so uncommitted records are
  * delivered again. */
 int sl_stream_commit(struct sl_stream_consumer *c);
+
+/* Durably commits next_offsets[i] (the offset after the last record handled) as the group's
+ * position on partitions[i], for n partitions of the consumer. Unlike sl_stream_commit it does
+ * not read the consumer's poll position, so a pipelined worker may commit batch k from a second
+ * thread while the consumer's own thread polls batch k+1: this is the one call that may run
+ * concurrently with sl_stream_poll on the same consumer. Offsets should only move forward. */
+int sl_stream_commit_offsets(struct sl_stream_consumer *c, const uint32_t *partitions,
+                             const uint64_t *next_offsets, size_t n);
 
 #endif

@@ -945,7 +945,7 @@ static int lmdb_backlog(struct sl_stream *base, const char *topic, const char *g
         return rc;
     rc = topic_lookup(s, txn, topic, &id, &parts);
     for (uint32_t p = 0; rc == 0 && p < parts; p++) {
-        uint64_t next, first = 0, committed = 0;
+        uint64_t next = 0, first = 0, committed = 0;
         int found;
         rc = part_next_get(s, txn, id, p, &next);
         if (rc == 0)
@@ -1347,6 +1347,31 @@ static int lmdb_commit(struct sl_stream_consumer *base)
     return rc;
 }
 
+/* Writes explicit positions; touches no consumer state that poll uses, so it may run on
+ * another thread than the consumer's polls (the env is opened MDB_NOTLS). */
+static int lmdb_commit_offsets(struct sl_stream_consumer *base, const uint32_t *partitions,
+                               const uint64_t *next_offsets, size_t n)
+{
+    struct lmdb_consumer *c = (struct lmdb_consumer *)base;
+    struct lmdb_stream *s = (struct lmdb_stream *)base->stream;
+    unsigned char kbuf[PART_KEY_LEN + SL_STREAM_NAME_MAX], vbuf[8];
+    MDB_txn *txn = NULL;
+    if (n == 0)
+        return 0;
+    int rc = txn_begin(s, 0, &txn);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        MDB_val k = {PART_KEY_LEN + c->group_len, kbuf}, v = {sizeof vbuf, vbuf};
+        offsets_key(kbuf, c->topic_id, partitions[i], c->group, c->group_len);
+        put_be64(vbuf, next_offsets[i]);
+        rc = map_mdb(mdb_put(txn, s->offsets, &k, &v, 0), "commit");
+    }
+    if (rc == 0)
+        return map_mdb(mdb_txn_commit(txn), "commit");
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
 static const struct sl_stream_ops lmdb_ops = {
     .name = "lmdb",
     .destroy = lmdb_destroy,
@@ -1358,4 +1383,5 @@ static const struct sl_stream_ops lmdb_ops = {
     .consumer_destroy = lmdb_consumer_destroy,
     .poll = lmdb_poll,
     .commit = lmdb_commit,
+    .commit_offsets = lmdb_commit_offsets,
 };

@@ -191,6 +191,45 @@ static void test_resume_redelivers_uncommitted(void **state)
 }
 
 /* Drains c, checking that it only sees its own partitions, each in order from 0 to n-1. */
+/* commit_offsets commits explicit positions from another thread, without the poll position. */
+struct commit_arg {
+    struct sl_stream_consumer *c;
+    int rc;
+};
+
+static void *commit_thread(void *p)
+{
+    struct commit_arg *a = p;
+    a->rc = sl_stream_commit_offsets(a->c, (uint32_t[]){0, 1}, (uint64_t[]){3, 5}, 2);
+    return NULL;
+}
+
+static void test_commit_offsets_explicit(void **state)
+{
+    struct fixture *f = *state;
+    const struct sl_stream_record *recs;
+    uint64_t backlog = 0;
+    assert_int_equal(sl_stream_topic_ensure(f->s, "t", 2, NULL), 0);
+    append_n(f->s, "t", 0, 10);
+    append_n(f->s, "t", 1, 10);
+    struct sl_stream_consumer *c =
+        sl_stream_consumer_create(f->s, "t", "g", (uint32_t[]){0, 1}, 2);
+    assert_non_null(c);
+    assert_int_equal(poll_now(c, 20, &recs), 20); /* the poll position is past everything */
+    struct commit_arg a = {c, -1};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, commit_thread, &a), 0);
+    pthread_join(t, NULL);
+    assert_int_equal(a.rc, 0);
+    assert_int_equal(sl_stream_backlog(f->s, "t", "g", &backlog), 0);
+    assert_int_equal(backlog, (10 - 3) + (10 - 5));
+    sl_stream_consumer_destroy(c);
+    c = sl_stream_consumer_create(f->s, "t", "g", (uint32_t[]){0, 1}, 2);
+    assert_int_equal(poll_now(c, 20, &recs), 12); /* resumes at 3 and 5, not at the poll end */
+    assert_int_equal(sl_stream_commit_offsets(c, NULL, NULL, 0), 0);
+    sl_stream_consumer_destroy(c);
+}
+
 static void drain_partitions(struct sl_stream_consumer *c, const uint32_t *mine, size_t nmine,
                              uint64_t n)
 {
@@ -781,6 +820,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_redelivers_uncommitted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_offsets_explicit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disjoint_consumers_fair, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backlog, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topic_grow, setup, teardown),
