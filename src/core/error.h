@@ -2,6 +2,8 @@
 #ifndef SL_CORE_ERROR_H
 #define SL_CORE_ERROR_H
 
+#include <stddef.h>
+
 /* Functions return 0 on success, a negative SL_E* code, or a negated errno for a failed
  * syscall. The SL_E* codes sit far below any errno so the two never collide. */
 enum sl_error {
@@ -21,5 +23,10 @@ enum sl_error {
 
 /* Returns a static, human-readable description of rc (an SL_E* code or a negated errno). */
 const char *sl_strerror(int rc);
+
+/* Formats a message into err (errlen bytes, always NUL-terminated); does nothing when err is
+ * NULL or errlen is 0. For the "char *err, size_t errlen" out-parameters used across sluice. */
+void sl_set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -21,19 +21,6 @@
 
 /* ---- messages ---------------------------------------------------------------------------- */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (!err || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* The length of the valid UTF-8 sequence at s (n bytes available), or 0 if it is not one. */
 static size_t utf8_seq(const unsigned char *s, size_t n)
 {
@@ -140,7 +127,7 @@ static int expected(char *err, size_t errlen, const char *path, const char *what
 {
     char got[SHOW_MAX * 2 + 32];
     describe(v, got, sizeof(got));
-    set_err(err, errlen, "%s: expected %s, got %s", path, what, got);
+    sl_set_err(err, errlen, "%s: expected %s, got %s", path, what, got);
     return SL_EINVAL;
 }
 
@@ -329,14 +316,14 @@ static int jb_check(const struct jbuf *b, const char *path, char *err, size_t er
     case 0:
         return 0;
     case SL_EFULL:
-        set_err(err, errlen, "event: the record would be larger than %d bytes (2 MiB) at %s",
-                RECORD_MAX, path);
+        sl_set_err(err, errlen, "event: the record would be larger than %d bytes (2 MiB) at %s",
+                   RECORD_MAX, path);
         return SL_EINVAL;
     case SL_ENOMEM:
-        set_err(err, errlen, "out of memory");
+        sl_set_err(err, errlen, "out of memory");
         return SL_ENOMEM;
     default:
-        set_err(err, errlen, "%s: contains a number out of range or an unsupported value", path);
+        sl_set_err(err, errlen, "%s: contains a number out of range or an unsupported value", path);
         return SL_EINVAL;
     }
 }
@@ -427,7 +414,7 @@ static int malformed(long *out_off, char *err, size_t errlen, size_t at, const c
 {
     if (out_off)
         *out_off = (long)at;
-    set_err(err, errlen, "malformed JSON at byte %zu: %s", at, detail);
+    sl_set_err(err, errlen, "malformed JSON at byte %zu: %s", at, detail);
     return SL_EINVAL;
 }
 
@@ -507,7 +494,7 @@ int sl_event_bulk_parse(const char *body, size_t len, cJSON **out_root, cJSON **
             snprintf(got, sizeof(got), "an object without \"events\"");
         else
             describe(events, got + snprintf(got, sizeof(got), "\"events\": "), 64);
-        set_err(err, errlen, "body must be an object with an \"events\" array, got %s", got);
+        sl_set_err(err, errlen, "body must be an object with an \"events\" array, got %s", got);
         goto out;
     }
     *out_root = root;
@@ -610,13 +597,13 @@ static int check_unique_keys(const cJSON *obj, const char *path, char *err, size
     char key[SHOW_MAX * 2 + 8];
     int rc = find_duplicate_key(obj, &dup);
     if (rc == SL_ENOMEM) {
-        set_err(err, errlen, "out of memory");
+        sl_set_err(err, errlen, "out of memory");
         return SL_ENOMEM;
     }
     if (rc == 0)
         return 0;
     show_text(key, sizeof(key), dup, strlen(dup), SHOW_MAX);
-    set_err(err, errlen, "%s: duplicate key \"%s\"", path, key);
+    sl_set_err(err, errlen, "%s: duplicate key \"%s\"", path, key);
     return SL_EINVAL;
 }
 
@@ -639,7 +626,7 @@ static int check_string_at(const cJSON *v, const char *path, int idx, size_t min
         snprintf(where, sizeof(where), "%s", path);
     if (!cJSON_IsString(v) || !v->valuestring || len < min)
         return expected(err, errlen, where, what, v);
-    set_err(err, errlen, "%s: expected %s, got a string of %zu bytes", where, what, len);
+    sl_set_err(err, errlen, "%s: expected %s, got a string of %zu bytes", where, what, len);
     return SL_EINVAL;
 }
 
@@ -710,8 +697,8 @@ static int put_tags(struct jbuf *b, const cJSON *v, const char *path, char *err,
         if (k < nkept)
             continue;
         if (nkept == SL_EVENT_TAGS_MAX) {
-            set_err(err, errlen, "%s: expected at most %d distinct tags, got more", path,
-                    SL_EVENT_TAGS_MAX);
+            sl_set_err(err, errlen, "%s: expected at most %d distinct tags, got more", path,
+                       SL_EVENT_TAGS_MAX);
             return SL_EINVAL;
         }
         kept[nkept] = t->valuestring;
@@ -830,11 +817,11 @@ static int put_observable(struct jbuf *b, const cJSON *o, int idx, char *err, si
     }
     jb_ch(b, '}');
     if (!(seen & OBS_VALUE)) {
-        set_err(err, errlen, "%s.value: required", path);
+        sl_set_err(err, errlen, "%s.value: required", path);
         return SL_EINVAL;
     }
     if (!(seen & OBS_DATA_TYPE)) {
-        set_err(err, errlen, "%s.data_type: required", path);
+        sl_set_err(err, errlen, "%s.data_type: required", path);
         return SL_EINVAL;
     }
     return 0;
@@ -849,8 +836,8 @@ static int put_observables(struct jbuf *b, const cJSON *v, const char *path, cha
         return expected(err, errlen, path, "an array of objects", v);
     int n = cJSON_GetArraySize(v);
     if (n > SL_EVENT_OBSERVABLES_MAX) {
-        set_err(err, errlen, "%s: expected at most %d observables, got %d", path,
-                SL_EVENT_OBSERVABLES_MAX, n);
+        sl_set_err(err, errlen, "%s: expected at most %d observables, got %d", path,
+                   SL_EVENT_OBSERVABLES_MAX, n);
         return SL_EINVAL;
     }
     jb_ch(b, '[');
@@ -982,17 +969,17 @@ static int put_field(struct jbuf *b, int *count, const cJSON *f, unsigned *seen,
     const struct field *def = NULL;
     int rc;
     if (!f->string) {
-        set_err(err, errlen, "event: a member without a name");
+        sl_set_err(err, errlen, "event: a member without a name");
         return SL_EINVAL;
     }
     if (is_internal(f->string)) {
         show_text(key, sizeof(key), f->string, strlen(f->string), SHOW_MAX);
-        set_err(err, errlen,
-                f->string[0] == '_' ? "%s: fields starting with \"_\" are internal; not "
-                                      "accepted from clients"
-                                    : "%s: internal field set by the server; not accepted from "
-                                      "clients",
-                key);
+        sl_set_err(err, errlen,
+                   f->string[0] == '_' ? "%s: fields starting with \"_\" are internal; not "
+                                         "accepted from clients"
+                                       : "%s: internal field set by the server; not accepted from "
+                                         "clients",
+                   key);
         return SL_EINVAL;
     }
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]) && !def; i++)
@@ -1021,7 +1008,7 @@ static int put_server_fields(struct jbuf *b, int *count, unsigned seen,
 {
     char iso[25], uuid[SL_UUID_LEN + 1];
     if (!(seen & F_TITLE)) {
-        set_err(err, errlen, "title: required");
+        sl_set_err(err, errlen, "title: required");
         return SL_EINVAL;
     }
     if (!(seen & F_DESCRIPTION)) {
@@ -1065,7 +1052,7 @@ int sl_event_normalize(const cJSON *event, const struct sl_ingest_ctx *ctx, char
     *out = NULL;
     *out_len = 0;
     if (!ctx || !ctx->org_uuid || !ctx->org_uuid[0]) {
-        set_err(err, errlen, "event: no organization in the request context");
+        sl_set_err(err, errlen, "event: no organization in the request context");
         return SL_EINVAL;
     }
     if (!cJSON_IsObject(event))

@@ -15,19 +15,6 @@
 #define LEVEL_MAX     4
 #define SORT_ON_STACK 64 /* observable values sorted without an allocation */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (!err || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- signature -------------------------------------------------------------------------- */
 
 static void digest_str(EVP_MD_CTX *md, const char *s)
@@ -140,7 +127,7 @@ static const char *required_string(const cJSON *tree, const char *key, char *err
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(tree, key);
     if (!cJSON_IsString(v) || !v->valuestring || !v->valuestring[0]) {
-        set_err(err, errlen, "%s: required (a non-empty string)", key);
+        sl_set_err(err, errlen, "%s: required (a non-empty string)", key);
         return NULL;
     }
     return v->valuestring;
@@ -174,17 +161,17 @@ static int clean_observables(cJSON *list, char *err, size_t errlen)
     while (o) {
         cJSON *next = o->next;
         if (!cJSON_IsObject(o)) {
-            set_err(err, errlen, "observables[%d]: expected an object", idx);
+            sl_set_err(err, errlen, "observables[%d]: expected an object", idx);
             return SL_EINVAL;
         }
         cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "value");
         cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "data_type");
         if (v && !cJSON_IsNull(v) && !cJSON_IsString(v)) {
-            set_err(err, errlen, "observables[%d].value: expected a string", idx);
+            sl_set_err(err, errlen, "observables[%d].value: expected a string", idx);
             return SL_EINVAL;
         }
         if (t && !cJSON_IsNull(t) && !cJSON_IsString(t)) {
-            set_err(err, errlen, "observables[%d].data_type: expected a string", idx);
+            sl_set_err(err, errlen, "observables[%d].data_type: expected a string", idx);
             return SL_EINVAL;
         }
         idx++;
@@ -202,7 +189,7 @@ static int clean_observables(cJSON *list, char *err, size_t errlen)
     }
     return 0;
 nomem:
-    set_err(err, errlen, "out of memory");
+    sl_set_err(err, errlen, "out of memory");
     return SL_ENOMEM;
 }
 
@@ -217,7 +204,7 @@ static int sign(cJSON *tree, const char *org, const char *title, struct sl_event
     int rc = 0;
     cJSON *client = cJSON_DetachItemFromObjectCaseSensitive(tree, "signature");
     if (client && !cJSON_IsNull(client) && !cJSON_IsString(client)) {
-        set_err(err, errlen, "signature: expected a string");
+        sl_set_err(err, errlen, "signature: expected a string");
         rc = SL_EINVAL;
         goto out;
     }
@@ -251,7 +238,7 @@ static int sign(cJSON *tree, const char *org, const char *title, struct sl_event
     }
 out:
     if (rc == SL_ENOMEM)
-        set_err(err, errlen, "out of memory");
+        sl_set_err(err, errlen, "out of memory");
     cJSON_Delete(client);
     if (values != stack)
         free(values);
@@ -270,7 +257,7 @@ static int set_dates(cJSON *tree, int64_t now_ms, struct sl_event_prepared *out,
     if (have_date) {
         if (!cJSON_IsString(od) ||
             sl_time_parse(od->valuestring, strlen(od->valuestring), &parsed) != 0) {
-            set_err(err, errlen, "original_date: expected an ISO 8601 date-time");
+            sl_set_err(err, errlen, "original_date: expected an ISO 8601 date-time");
             return SL_EINVAL;
         }
         ms = parsed;
@@ -290,7 +277,7 @@ static int set_dates(cJSON *tree, int64_t now_ms, struct sl_event_prepared *out,
         goto nomem;
     return 0;
 nomem:
-    set_err(err, errlen, "out of memory");
+    sl_set_err(err, errlen, "out of memory");
     return SL_ENOMEM;
 }
 
@@ -303,7 +290,7 @@ static int set_status_new(cJSON *tree, struct sl_event_prepared *out, char *err,
         status = NULL;
     }
     if (set_member(tree, "status", status) != 0) {
-        set_err(err, errlen, "out of memory");
+        sl_set_err(err, errlen, "out of memory");
         return SL_ENOMEM;
     }
     out->row.status = name->valuestring;
@@ -319,7 +306,7 @@ static int get_severity(const cJSON *tree, int *out, char *err, size_t errlen)
         return 0;
     double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
     if (!(d >= 0 && d <= LEVEL_MAX) || (double)(int)d != d) {
-        set_err(err, errlen, "severity: expected an integer 0..4");
+        sl_set_err(err, errlen, "severity: expected an integer 0..4");
         return SL_EINVAL;
     }
     *out = (int)d;
@@ -335,18 +322,18 @@ static int parse_record(const void *record, size_t len, struct sl_event_prepared
         len = 0;
     out->tree = cJSON_ParseWithLengthOpts(s, len, &end, 0);
     if (!out->tree) {
-        set_err(err, errlen, "record: malformed JSON");
+        sl_set_err(err, errlen, "record: malformed JSON");
         return SL_EINVAL;
     }
     size_t at = end && end >= s && (size_t)(end - s) <= len ? (size_t)(end - s) : len;
     while (at < len && (s[at] == ' ' || s[at] == '\t' || s[at] == '\n' || s[at] == '\r'))
         at++;
     if (at < len) {
-        set_err(err, errlen, "record: unexpected data after the JSON value");
+        sl_set_err(err, errlen, "record: unexpected data after the JSON value");
         return SL_EINVAL;
     }
     if (!cJSON_IsObject(out->tree)) {
-        set_err(err, errlen, "record: expected an object");
+        sl_set_err(err, errlen, "record: expected an object");
         return SL_EINVAL;
     }
     return 0;
@@ -370,7 +357,7 @@ int sl_event_prepare(const void *record, size_t len, uint64_t origin, int64_t no
         return rc;
     cJSON *list = cJSON_GetObjectItemCaseSensitive(tree, "observables");
     if (list && !cJSON_IsNull(list) && !cJSON_IsArray(list)) {
-        set_err(err, errlen, "observables: expected an array");
+        sl_set_err(err, errlen, "observables: expected an array");
         return SL_EINVAL;
     }
     if (cJSON_IsArray(list) && (rc = clean_observables(list, err, errlen)) != 0)
@@ -398,7 +385,7 @@ int sl_event_prepare(const void *record, size_t len, uint64_t origin, int64_t no
     row->doc_len = strlen(out->doc);
 out:
     if (rc == SL_ENOMEM)
-        set_err(err, errlen, "out of memory");
+        sl_set_err(err, errlen, "out of memory");
     return rc;
 }
 
