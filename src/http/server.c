@@ -268,29 +268,68 @@ static struct sl_http_req *req_create(struct sl_http_server *s, const char *uri)
     return req;
 }
 
+static void req_free(struct sl_http_server *s, struct sl_http_req *req)
+{
+    sl_http_body_fini(&req->body);
+    sl_http_query_fini(&req->query);
+    free(req->uri);
+    free(req);
+    atomic_fetch_sub(&s->inflight, 1);
+}
+
+/* Per connection: the request made by on_uri that the access handler has not yet seen. MHD
+ * calls on_completed only for requests the handler saw, so one whose client vanished between
+ * the request line and the headers would otherwise never be freed (nor leave the in-flight
+ * count that drain waits on). */
+struct conn_ctx {
+    struct sl_http_req *pending;
+};
+
+static struct conn_ctx *conn_ctx_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)conn;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = calloc(1, sizeof(struct conn_ctx));
+        return;
+    }
+    struct conn_ctx *cc = *socket_context;
+    if (cc && cc->pending)
+        req_free(cls, cc->pending);
+    free(cc);
+    *socket_context = NULL;
+}
+
 /* Called by MHD with the raw request target, before the headers: the request's context. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
-    (void)conn;
-    return req_create(cls, uri);
+    struct sl_http_req *req = req_create(cls, uri);
+    struct conn_ctx *cc = conn_ctx_of(conn);
+    if (cc)
+        cc->pending = req;
+    return req;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    struct sl_http_server *s = cls;
     struct sl_http_req *req = *con_cls;
-    (void)conn;
+    struct conn_ctx *cc = conn_ctx_of(conn);
     if (!req)
         return;
+    if (cc && cc->pending == req)
+        cc->pending = NULL;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && req->phase != PHASE_NEW)
         SL_DEBUG("request %s ended early (%d)", req->request_id, (int)toe);
-    sl_http_body_fini(&req->body);
-    sl_http_query_fini(&req->query);
-    free(req->uri);
-    free(req);
+    req_free(cls, req);
     *con_cls = NULL;
-    atomic_fetch_sub(&s->inflight, 1);
 }
 
 static int request_id_ok(const char *id)
@@ -429,6 +468,12 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             return MHD_NO;
         *con_cls = req;
     }
+    if (req->phase == PHASE_NEW) {
+        /* From here on MHD calls on_completed for this request. */
+        struct conn_ctx *cc = conn_ctx_of(conn);
+        if (cc && cc->pending == req)
+            cc->pending = NULL;
+    }
     req->conn = conn;
     int slot = thread_slot(s);
     if (slot >= 0)
@@ -479,15 +524,21 @@ struct sl_http_server *sl_http_server_start(const struct sl_http_server_config *
     int fl = fcntl(s->listen_fd, F_GETFL);
     if (fl >= 0)
         fcntl(s->listen_fd, F_SETFL, fl | O_NONBLOCK);
+    /* poll(), not epoll: libmicrohttpd 0.9.75's edge-triggered epoll loses the EOF of a client
+     * that closes right after sending part of a request (data and FIN read together), leaving
+     * the request open until the connection timeout and stalling drain. Level-triggered poll
+     * sees it. The api holds few connections (agents keep a handful each), so poll's O(n) scan
+     * costs nothing here; the gateway's many idle streams will need their own design. */
     unsigned flags =
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)s->listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)(cfg->threads > 1 ? cfg->threads : 0), MHD_OPTION_CONNECTION_TIMEOUT,
         cfg->conn_timeout_s, MHD_OPTION_CONNECTION_LIMIT, cfg->conn_limit,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->conn_memory_limit, MHD_OPTION_URI_LOG_CALLBACK,
-        on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+        on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+        on_connection, s, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen, "libmicrohttpd could not start on listening socket %d",
                  cfg->listen_fd);

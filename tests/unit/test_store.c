@@ -187,9 +187,9 @@ static void refs_of(const char *json, char *out, size_t cap)
 
 static sqlite3 *raw_open(const char *dir)
 {
-    char path[128];
+    char path[4096];
     sqlite3 *db = NULL;
-    snprintf(path, sizeof(path), "%s/sluice.db", dir);
+    assert_true((size_t)snprintf(path, sizeof(path), "%s/sluice.db", dir) < sizeof(path));
     assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
     sqlite3_busy_timeout(db, 10000);
     return db;
