@@ -18,6 +18,6 @@ def test_configuration_reference_is_generated_from_the_table():
                          text=True, check=True).stdout
     doc = (ROOT / "docs" / "configuration.md").read_text()
     assert out.strip() in doc, "docs/configuration.md is stale: regenerate it with " \
-        "`build/sluice config --markdown` (see the note at its top)"
+        "scripts/gen_config_doc.sh"
     for line in out.splitlines()[2:]:
         assert line.startswith("| `"), line
