@@ -1,4 +1,4 @@
-/* The HTTP server: libmicrohttpd's epoll thread pool on a borrowed listening socket, request
+/* The HTTP server: libmicrohttpd's thread pool on a borrowed listening socket, request
  * contexts, bounded bodies, JSON answers counted into the shared stats, and a graceful drain. */
 #include "http/server.h"
 
