@@ -339,6 +339,19 @@ static int parse_record(const void *record, size_t len, struct sl_event_prepared
     return 0;
 }
 
+/* Renders the doc into one buffer sized from the record: the doc is the record plus a few
+ * hundred bytes of server fields, so this avoids cJSON_PrintUnformatted's repeated realloc
+ * growth (10 % of a worker's time in a profile). Falls back to it if the guess is short. */
+static char *render(const cJSON *tree, size_t record_len)
+{
+    size_t cap = record_len + record_len / 8 + 1024;
+    char *doc = cJSON_malloc(cap);
+    if (doc && cJSON_PrintPreallocated((cJSON *)tree, doc, (int)cap, 0))
+        return doc;
+    cJSON_free(doc);
+    return cJSON_PrintUnformatted(tree);
+}
+
 int sl_event_prepare(const void *record, size_t len, uint64_t origin, int64_t now_ms,
                      struct sl_event_prepared *out, char *err, size_t errlen)
 {
@@ -371,7 +384,7 @@ int sl_event_prepare(const void *record, size_t len, uint64_t origin, int64_t no
         (rc = set_status_new(tree, out, err, errlen)) != 0 ||
         (rc = set_dates(tree, now_ms, out, err, errlen)) != 0)
         goto out;
-    if (!(out->doc = cJSON_PrintUnformatted(tree))) {
+    if (!(out->doc = render(tree, len))) {
         rc = SL_ENOMEM;
         goto out;
     }

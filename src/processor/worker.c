@@ -177,17 +177,13 @@ static int write_batch(struct worker *w, struct batch *b)
     int64_t t2 = sl_mono_ms();
     if (rc == 0)
         rc = sl_stream_commit_offsets(w->consumer, b->parts, b->next, b->nparts);
-    for (size_t i = 0; i < b->nrows; i++)
-        sl_event_prepared_fini(&b->prepared[i]);
     if (rc) {
         /* Whatever was stored stays stored; the redelivery will find it there. */
         SL_ERROR("batch of %zu events not committed: %s", b->nrecs, sl_strerror(rc));
-        b->nrows = 0;
         return rc;
     }
     /* Counted only once committed: a crash before this point redelivers the batch. */
     count_outcomes(w, b);
-    b->nrows = 0;
     SL_DEBUG("batch of %zu: store %lld ms, commit %lld ms, total %lld ms", b->nrecs,
              (long long)(t2 - t1), (long long)(sl_mono_ms() - t2),
              (long long)(sl_mono_ms() - b->t0));
@@ -248,6 +244,10 @@ static void prepare_batch(struct worker *w, struct batch *b, const struct sl_str
 {
     char err[256];
     int64_t now = sl_now_ms();
+    /* The previous contents are freed here, on the thread that allocated them: freeing them on
+     * the writer thread made the two threads contend for malloc's arena locks. */
+    for (size_t i = 0; i < b->nrows; i++)
+        sl_event_prepared_fini(&b->prepared[i]);
     b->nrecs = n;
     b->nrows = 0;
     b->nparts = 0;
