@@ -36,8 +36,9 @@ static const struct cfg_entry table[] = {
     {"REFLEX_EVENT_PROCESSOR_MAX_QUEUE_SIZE", T_INT, OFF(max_queue_size), "1000000", 0,
      INT64_C(1000000000000),
      "Backlog bound in events: while this many accepted events wait for a worker, ingest "
-     "answers 429 with Retry-After instead of accepting more. 0 = bounded only by "
-     "SLUICE_STREAM_MAX_BYTES. (Reflex reads it and never uses it.)"},
+     "answers 429 with Retry-After instead of accepting more (requests already past the check "
+     "may each add one batch). 0 = bounded only by SLUICE_STREAM_MAX_BYTES. (Reflex reads it "
+     "and never uses it.)"},
     {"REFLEX_EVENT_PROCESSOR_WORKER_COUNT", T_INT, OFF(worker_count), NULL, 1, SL_MAX_WORKERS,
      "Worker processes in shared mode. Default: CPU cores - 1, at least 1."},
     {"REFLEX_EVENT_PROCESSOR_META_DATA_REFRESH_INTERVAL", T_DURATION, OFF(meta_refresh_s), "300",

@@ -24,6 +24,7 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 30000
 #define STABLE_MS 30000 /* a child that lived this long resets its backoff */
+#define DRAIN_GRACE_MS 5000
 
 /* One supervised child: the api (index -1) or worker `index`. */
 struct child {
@@ -388,7 +389,9 @@ static void signal_all(struct supervisor *sv, int sig)
 /* SIGTERM: children stop taking work, finish their batch and requests, and exit. */
 static void drain(struct supervisor *sv, const sigset_t *set)
 {
-    int64_t deadline = sl_mono_ms() + sv->cfg->drain_timeout_s * 1000;
+    /* The children apply the drain timeout themselves; the grace lets them finish cleanly
+     * before the supervisor's own deadline kills what is left. */
+    int64_t deadline = sl_mono_ms() + sv->cfg->drain_timeout_s * 1000 + DRAIN_GRACE_MS;
     int killed = 0;
     atomic_store(&sv->stats->draining, 1);
     SL_INFO("draining: waiting up to %lld s for %d children to finish",

@@ -175,6 +175,11 @@ static int write_batch(struct worker *w, struct batch *b)
     set_status(w, SL_WORKER_PUSHING);
     int rc = b->nrows ? write_rows(w, b) : 0;
     int64_t t2 = sl_mono_ms();
+    /* Outcomes are counted as soon as the store has them, so `stored` is exactly the rows
+     * written: a crash before the commit redelivers the batch, and the store reports those
+     * events as redelivered, not stored again. */
+    if (rc == 0)
+        count_outcomes(w, b);
     if (rc == 0)
         rc = sl_stream_commit_offsets(w->consumer, b->parts, b->next, b->nparts);
     if (rc) {
@@ -182,8 +187,6 @@ static int write_batch(struct worker *w, struct batch *b)
         SL_ERROR("batch of %zu events not committed: %s", b->nrecs, sl_strerror(rc));
         return rc;
     }
-    /* Counted only once committed: a crash before this point redelivers the batch. */
-    count_outcomes(w, b);
     SL_DEBUG("batch of %zu: store %lld ms, commit %lld ms, total %lld ms", b->nrecs,
              (long long)(t2 - t1), (long long)(sl_mono_ms() - t2),
              (long long)(sl_mono_ms() - b->t0));
