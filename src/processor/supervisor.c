@@ -23,7 +23,7 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 30000
-#define STABLE_MS 30000 /* a child that lived this long resets its backoff */
+#define STABLE_MS      30000 /* a child that lived this long resets its backoff */
 #define DRAIN_GRACE_MS 5000
 
 /* One supervised child: the api (index -1) or worker `index`. */
@@ -41,6 +41,7 @@ struct supervisor {
     struct sl_stats *stats;
     int listen_fd;
     int lock_fd;
+    char addr[300]; /* the bound address, host:port */
     int nworkers;
     struct child api;
     struct child workers[SL_MAX_WORKERS];
@@ -135,7 +136,8 @@ static int bootstrap_store(struct supervisor *sv)
         }
         if (rc == 0)
             SL_INFO("first start: created organization \"default\" (%s) and wrote its admin API "
-                    "key to %s/admin.key", org.uuid, sv->cfg->data_dir);
+                    "key to %s/admin.key",
+                    org.uuid, sv->cfg->data_dir);
     }
     if (rc)
         SL_ERROR("cannot prepare the store: %s", sl_strerror(rc));
@@ -157,8 +159,8 @@ static int prepare_stream(struct supervisor *sv)
     int rc = sl_stream_topic_ensure(s, SL_TOPIC_EVENTS, (uint32_t)sv->cfg->worker_count, &parts);
     uint64_t backlog = 0;
     if (rc == 0 && sl_stream_backlog(s, SL_TOPIC_EVENTS, SL_GROUP_WORKERS, &backlog) == 0)
-        SL_INFO("stream: topic %s has %u partitions, %llu events waiting", SL_TOPIC_EVENTS,
-                parts, (unsigned long long)backlog);
+        SL_INFO("stream: topic %s has %u partitions, %llu events waiting", SL_TOPIC_EVENTS, parts,
+                (unsigned long long)backlog);
     if (rc)
         SL_ERROR("cannot create topic %s: %s", SL_TOPIC_EVENTS, sl_strerror(rc));
     sl_stream_destroy(s);
@@ -167,7 +169,7 @@ static int prepare_stream(struct supervisor *sv)
 
 static int bind_listener(struct supervisor *sv)
 {
-    char host[256], port[16], addr[300];
+    char host[256], port[16];
     const char *colon = strrchr(sv->cfg->listen, ':');
     snprintf(host, sizeof(host), "%.*s", (int)(colon - sv->cfg->listen), sv->cfg->listen);
     snprintf(port, sizeof(port), "%s", colon + 1);
@@ -175,8 +177,10 @@ static int bind_listener(struct supervisor *sv)
         memmove(host, host + 1, strlen(host));
         host[strlen(host) - 1] = 0;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE}, *res = NULL;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE},
+                    *res = NULL;
     int gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
     if (gai) {
         SL_ERROR("SLUICE_LISTEN=%s: cannot resolve: %s", sv->cfg->listen, gai_strerror(gai));
@@ -202,12 +206,19 @@ static int bind_listener(struct supervisor *sv)
     getsockname(fd, (struct sockaddr *)&ss, &sl);
     getnameinfo((struct sockaddr *)&ss, sl, h, sizeof(h), p, sizeof(p),
                 NI_NUMERICHOST | NI_NUMERICSERV);
-    snprintf(addr, sizeof(addr), strchr(h, ':') ? "[%s]:%s\n" : "%s:%s\n", h, p);
-    write_file_atomic(sv->cfg->data_dir, "listen.addr", addr, 0644);
-    addr[strlen(addr) - 1] = 0;
-    SL_INFO("listening on http://%s", addr);
+    snprintf(sv->addr, sizeof(sv->addr), strchr(h, ':') ? "[%s]:%s" : "%s:%s", h, p);
     sv->listen_fd = fd;
     return 0;
+}
+
+/* Tells the world where the server listens, once everything behind the socket is ready. */
+static void announce(struct supervisor *sv)
+{
+    char line[sizeof(sv->addr) + 2];
+    snprintf(line, sizeof(line), "%s\n", sv->addr);
+    if (write_file_atomic(sv->cfg->data_dir, "listen.addr", line, 0644) != 0)
+        SL_WARN("cannot write %s/listen.addr", sv->cfg->data_dir);
+    SL_INFO("listening on http://%s", sv->addr);
 }
 
 static const char *child_name(const struct child *c, char *buf, size_t len)
@@ -345,8 +356,8 @@ static void check_heartbeats(struct supervisor *sv)
 {
     int64_t now = sl_mono_ms(), limit = sv->cfg->worker_hang_s * 1000;
     if (!sv->api.dead && now - atomic_load(&sv->stats->api_heartbeat_ms) > limit) {
-        SL_ERROR("api (pid %d) has not sent a heartbeat for %lld s; killing it",
-                 (int)sv->api.pid, (long long)sv->cfg->worker_hang_s);
+        SL_ERROR("api (pid %d) has not sent a heartbeat for %lld s; killing it", (int)sv->api.pid,
+                 (long long)sv->cfg->worker_hang_s);
         kill(sv->api.pid, SIGKILL);
     }
     for (int i = 0; i < sv->nworkers; i++) {
@@ -444,8 +455,10 @@ int sl_supervisor_run(const struct sl_config *cfg)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
 
-    if (lock_data_dir(&sv) || bootstrap_store(&sv) || prepare_stream(&sv) || bind_listener(&sv))
+    /* The port is taken before anything is written, so a busy port changes nothing. */
+    if (lock_data_dir(&sv) || bind_listener(&sv) || bootstrap_store(&sv) || prepare_stream(&sv))
         goto out;
+    announce(&sv);
     sv.stats = sl_stats_create();
     if (!sv.stats) {
         SL_ERROR("cannot map shared memory for the worker slots");
