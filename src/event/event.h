@@ -12,13 +12,13 @@
 #include "store/store.h"
 
 /* Limits on one client event (documented in docs/api.md). */
-#define SL_EVENT_TITLE_MAX 1024
-#define SL_EVENT_REFERENCE_MAX 256
-#define SL_EVENT_TEXT_MAX (64 * 1024)       /* description */
-#define SL_EVENT_RAW_LOG_MAX (1024 * 1024)
-#define SL_EVENT_TAGS_MAX 100
-#define SL_EVENT_TAG_MAX 256
-#define SL_EVENT_OBSERVABLES_MAX 1000
+#define SL_EVENT_TITLE_MAX            1024
+#define SL_EVENT_REFERENCE_MAX        256
+#define SL_EVENT_TEXT_MAX             (64 * 1024) /* description */
+#define SL_EVENT_RAW_LOG_MAX          (1024 * 1024)
+#define SL_EVENT_TAGS_MAX             100
+#define SL_EVENT_TAG_MAX              256
+#define SL_EVENT_OBSERVABLES_MAX      1000
 #define SL_EVENT_OBSERVABLE_VALUE_MAX 8192
 
 /* What the api knows about the request an event came in. All strings borrowed. */
@@ -73,6 +73,18 @@ void sl_event_prepared_fini(struct sl_event_prepared *p);
  * title and values borrowed; out holds 33 bytes. */
 void sl_event_signature(const char *org_uuid, const char *client_signature, const char *title,
                         const char *const *values, size_t nvalues, char out[33]);
+
+struct sl_arena;
+
+/* Routes every cJSON allocation of the process through tagged blocks, so that a thread may
+ * take them from an arena (sl_event_alloc_arena). Call once per process before any cJSON tree
+ * exists (a tree made before would be freed with the wrong free); idempotent. */
+void sl_event_alloc_install(void);
+/* From now on this thread's cJSON allocations (sl_event_prepare's tree and doc) come from arena
+ * (NULL: from malloc again). Everything prepared while an arena was set is released by
+ * sl_arena_reset of that arena: sl_event_prepared_fini is then not needed (and harmless).
+ * Requires sl_event_alloc_install. */
+void sl_event_alloc_arena(struct sl_arena *arena);
 
 /* The data type of an observable value sent as "auto": one of "ip", "email", "url", "md5hash",
  * "sha1hash", "sha256hash", "mac", "sid", "port", "domain", "process", or "generic". */

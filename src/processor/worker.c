@@ -7,6 +7,7 @@
  * batch k+1 (CPU: JSON, hashes) while the writer thread stores and commits batch k (I/O: two
  * fsyncs). Batches are written and committed strictly in order. */
 #include "processor/processor.h"
+#include "core/arena.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -22,9 +23,12 @@
 #define TRIM_INTERVAL_MS 10000
 #define RETRY_MAX_MS     5000
 #define NBATCHES         2
+#define ARENA_CHUNK      (1024 * 1024)
+#define ARENA_KEEP       (32 * 1024 * 1024)
 
 /* One batch in flight: prepared events and the positions to commit once they are stored. */
 struct batch {
+    struct sl_arena *arena;             /* every JSON node and doc of the batch */
     struct sl_event_prepared *prepared; /* es_bulk_size of them */
     struct sl_store_event *rows;
     enum sl_put_outcome *outcomes;
@@ -68,18 +72,20 @@ static void sleep_ms(int64_t ms)
 
 static int batch_init(struct batch *b, size_t bulk, size_t nmine)
 {
+    b->arena = sl_arena_create(ARENA_CHUNK, ARENA_KEEP);
     b->prepared = calloc(bulk, sizeof(*b->prepared));
     b->rows = calloc(bulk, sizeof(*b->rows));
     b->outcomes = calloc(bulk, sizeof(*b->outcomes));
     b->parts = calloc(nmine, sizeof(*b->parts));
     b->next = calloc(nmine, sizeof(*b->next));
-    return b->prepared && b->rows && b->outcomes && b->parts && b->next ? 0 : SL_ENOMEM;
+    return b->arena && b->prepared && b->rows && b->outcomes && b->parts && b->next ? 0 : SL_ENOMEM;
 }
 
 static void batch_fini(struct batch *b)
 {
     for (size_t i = 0; b->prepared && i < b->nrows; i++)
         sl_event_prepared_fini(&b->prepared[i]);
+    sl_arena_destroy(b->arena);
     free(b->prepared);
     free(b->rows);
     free(b->outcomes);
@@ -247,10 +253,12 @@ static void prepare_batch(struct worker *w, struct batch *b, const struct sl_str
 {
     char err[256];
     int64_t now = sl_now_ms();
-    /* The previous contents are freed here, on the thread that allocated them: freeing them on
-     * the writer thread made the two threads contend for malloc's arena locks. */
-    for (size_t i = 0; i < b->nrows; i++)
-        sl_event_prepared_fini(&b->prepared[i]);
+    /* The previous batch goes in one reset, on the thread that allocated it: node-by-node
+     * frees were a fifth of the worker's time, and frees on the writer thread made the two
+     * threads contend for malloc's locks. */
+    sl_arena_reset(b->arena);
+    memset(b->prepared, 0, b->nrows * sizeof(*b->prepared));
+    sl_event_alloc_arena(b->arena);
     b->nrecs = n;
     b->nrows = 0;
     b->nparts = 0;
@@ -268,6 +276,7 @@ static void prepare_batch(struct worker *w, struct batch *b, const struct sl_str
         }
         b->rows[b->nrows++] = p->row;
     }
+    sl_event_alloc_arena(NULL);
 }
 
 /* Waits until the next batch buffer is free; NULL if the worker is stopping or failed. */
@@ -357,6 +366,7 @@ int sl_worker_run(const struct sl_config *cfg, int index, int count, struct sl_s
     set_status(&w, SL_WORKER_STARTING);
     pthread_mutex_init(&w.lock, NULL);
     pthread_cond_init(&w.cond, NULL);
+    sl_event_alloc_install(); /* before any JSON exists in this process */
     int rc = worker_open(&w, count);
     atomic_store(&w.slot->last_meta_refresh_ms, sl_now_ms());
     if (rc == 0) {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/arena.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/util.h"
@@ -219,6 +220,32 @@ static void test_histogram(void **state)
     assert_int_equal(h.count, 100);
 }
 
+static void test_arena(void **state)
+{
+    (void)state;
+    struct sl_arena *a = sl_arena_create(4096, 8192);
+    assert_non_null(a);
+    for (int round = 0; round < 3; round++) {
+        unsigned char *prev = NULL;
+        for (int i = 0; i < 1000; i++) {
+            unsigned char *p = sl_arena_alloc(a, (size_t)(1 + i % 100));
+            assert_non_null(p);
+            assert_int_equal((uintptr_t)p % 16, 0);
+            memset(p, 0xab, (size_t)(1 + i % 100)); /* ASan: every byte is ours */
+            assert_true(p != prev);
+            prev = p;
+        }
+        unsigned char *big = sl_arena_alloc(a, 100000); /* larger than a chunk */
+        assert_non_null(big);
+        memset(big, 1, 100000);
+        assert_true(sl_arena_used(a) >= 100000);
+        sl_arena_reset(a);
+        assert_int_equal(sl_arena_used(a), 0);
+    }
+    assert_null(sl_arena_alloc(a, SIZE_MAX - 8));
+    sl_arena_destroy(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -226,7 +253,7 @@ int main(void)
         cmocka_unit_test(test_config_bad_values), cmocka_unit_test(test_config_unknown_warned),
         cmocka_unit_test(test_config_print),      cmocka_unit_test(test_time),
         cmocka_unit_test(test_uuid_and_hashes),   cmocka_unit_test(test_parse_numbers),
-        cmocka_unit_test(test_histogram),
+        cmocka_unit_test(test_histogram),         cmocka_unit_test(test_arena),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "core/error.h"
+#include "core/arena.h"
 #include "event/event.h"
 
 #define ORG    "11111111-2222-3333-4444-555555555555"
@@ -1200,6 +1201,42 @@ static void detect_type_table(void **state)
     assert_string_equal(sl_event_detect_type("443443", 3), "port");
 }
 
+/* Runs last: installs the tagged cJSON allocator for the whole process. A batch prepared with an
+ * arena is released by one reset; heap trees made around it still free normally. */
+static void prepare_in_arena(void **state)
+{
+    (void)state;
+    char err[ERRLEN], *rec = NULL;
+    sl_event_alloc_install();
+    struct sl_arena *arena = sl_arena_create(4096, 64 * 1024);
+    assert_non_null(arena);
+    assert_int_equal(normalize_text("{'title': 'in an arena', 'reference': 'a-1', 'observables': "
+                                    "[{'value': '10.0.0.1', 'data_type': 'auto'}]}",
+                                    &ctx, NULL, &rec, err),
+                     0);
+    cJSON *heap_tree = cJSON_Parse("{\"made\": \"before the arena\"}");
+    assert_non_null(heap_tree);
+    struct sl_event_prepared batch[40];
+    memset(batch, 0, sizeof(batch));
+    for (int round = 0; round < 3; round++) {
+        sl_arena_reset(arena);
+        assert_int_equal(sl_arena_used(arena), 0);
+        sl_event_alloc_arena(arena);
+        for (int i = 0; i < 40; i++) {
+            assert_int_equal(
+                sl_event_prepare(rec, strlen(rec), (uint64_t)i, RX_MS, &batch[i], err, ERRLEN), 0);
+            assert_non_null(strstr(batch[i].row.doc, "\"data_type\":\"ip\""));
+        }
+        sl_event_alloc_arena(NULL);
+        assert_true(sl_arena_used(arena) > 40 * strlen(rec));
+        /* fini is harmless on arena memory (its frees do nothing) */
+        sl_event_prepared_fini(&batch[0]);
+    }
+    cJSON_Delete(heap_tree); /* a heap block: really freed (ASan would report a leak) */
+    sl_arena_destroy(arena);
+    free(rec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1238,6 +1275,7 @@ int main(void)
         cmocka_unit_test(prepare_observable_edge_cases),
         cmocka_unit_test(signature_vectors),
         cmocka_unit_test(detect_type_table),
+        cmocka_unit_test(prepare_in_arena), /* last: it installs the allocator */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
