@@ -7,9 +7,10 @@ export DEBIAN_FRONTEND=noninteractive
 # Build and runtime libraries of the product.
 build_pkgs=(build-essential cmake pkg-config
   libmicrohttpd-dev libcjson-dev liblmdb-dev libsqlite3-dev libssl-dev)
-# Unit tests, sanitizer and fuzz builds, system tests (Debian's /usr/bin/python3).
+# Unit tests, sanitizer and fuzz builds, the format check, system tests (Debian's
+# /usr/bin/python3), and the benchmark scripts (curl, procps).
 test_pkgs=(clang libclang-rt-14-dev libcmocka-dev clang-format
-  python3 python3-pytest python3-requests procps)
+  python3 python3-pytest python3-requests procps curl git)
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" != "--run-only" ]; then pkgs+=("${test_pkgs[@]}"); fi

@@ -42,6 +42,10 @@ fuzz() {
 
 step "install" bash scripts/setup.sh || true
 [ ${#failed_steps[@]} -eq 0 ] || { echo "tests: 0 passed, 1 failed"; exit 1; }
+format_check() { # every C file as .clang-format wants it
+  git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
+}
+step "format (clang-format)" format_check
 step "build (release, -Werror)" bash scripts/build.sh release
 step "unit tests (release)" unit_tests build "$results/unit-release.xml"
 step "system tests (release)" system_tests build/sluice "$results/system-release.xml"

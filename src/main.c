@@ -37,8 +37,10 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         int (*fn)(int, char **);
-    } cmds[] = {{"serve", sl_cli_serve},   {"org", sl_cli_org},
-                {"apikey", sl_cli_apikey}, {"config", sl_cli_config},
+    } cmds[] = {{"serve", sl_cli_serve},
+                {"org", sl_cli_org},
+                {"apikey", sl_cli_apikey},
+                {"config", sl_cli_config},
                 {"version", sl_cli_version}};
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         if (!strcmp(cmd, cmds[i].name))

@@ -61,8 +61,10 @@ int sl_cli_apikey(int argc, char **argv)
         rc = sl_store_apikey_create(st, org.uuid, role, key);
     sl_store_close(st);
     if (rc == SL_ENOTFOUND) {
-        fprintf(stderr, "sluice: no organization named \"%s\" (create it with `sluice org "
-                "create`)\n", org_name);
+        fprintf(stderr,
+                "sluice: no organization named \"%s\" (create it with `sluice org "
+                "create`)\n",
+                org_name);
         return 1;
     }
     if (rc) {

@@ -43,8 +43,7 @@ int sl_cli_config(int argc, char **argv)
 int sl_cli_version(int argc, char **argv)
 {
     if (sl_cli_wants_help(argc, argv)) {
-        fputs("usage: sluice version\n\nPrints the version of sluice and its libraries.\n",
-              stdout);
+        fputs("usage: sluice version\n\nPrints the version of sluice and its libraries.\n", stdout);
         return 0;
     }
     printf("sluice %s\n", SLUICE_VERSION);

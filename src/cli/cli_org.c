@@ -41,8 +41,10 @@ int sl_cli_org(int argc, char **argv)
         return 1;
     }
     if (rc == SL_EINVAL) {
-        fprintf(stderr, "sluice: invalid organization name \"%s\": expected 1..%d printable "
-                "characters\n", argv[2], SL_ORG_NAME_MAX);
+        fprintf(stderr,
+                "sluice: invalid organization name \"%s\": expected 1..%d printable "
+                "characters\n",
+                argv[2], SL_ORG_NAME_MAX);
         return 2;
     }
     if (rc) {

@@ -20,23 +20,28 @@ int sl_cli_serve(int argc, char **argv)
         return 0;
     }
     if (argc > 1) {
-        fprintf(stderr, "sluice: serve takes no arguments (settings come from the "
-                "environment)\n%s", serve_usage);
+        fprintf(stderr,
+                "sluice: serve takes no arguments (settings come from the "
+                "environment)\n%s",
+                serve_usage);
         return 2;
     }
     struct sl_config cfg;
     if (sl_cli_load_config(&cfg))
         return 2;
     if (cfg.dedicated_workers) {
-        fprintf(stderr, "sluice: REFLEX_EVENT_PROCESSOR_DEDICATED_WORKERS=true: dedicated "
+        fprintf(stderr,
+                "sluice: REFLEX_EVENT_PROCESSOR_DEDICATED_WORKERS=true: dedicated "
                 "(per-organization) workers are not available in this build; set it to false to "
                 "run shared workers\n");
         return 2;
     }
     if (cfg.kafka_bootstrap[0]) {
-        fprintf(stderr, "sluice: REFLEX_EVENT_PROCESSOR_KAFKA_BOOTSTRAP_SERVERS=%s: the Kafka "
+        fprintf(stderr,
+                "sluice: REFLEX_EVENT_PROCESSOR_KAFKA_BOOTSTRAP_SERVERS=%s: the Kafka "
                 "stream backend is not available in this build; unset it to use the embedded "
-                "stream in SLUICE_DATA_DIR\n", cfg.kafka_bootstrap);
+                "stream in SLUICE_DATA_DIR\n",
+                cfg.kafka_bootstrap);
         return 2;
     }
     return sl_supervisor_run(&cfg);

@@ -26,8 +26,8 @@ struct cfg_entry {
 };
 
 #define OFF(f) offsetof(struct sl_config, f)
-#define GIB (1024LL * 1024 * 1024)
-#define MIB (1024LL * 1024)
+#define GIB    (1024LL * 1024 * 1024)
+#define MIB    (1024LL * 1024)
 
 static const struct cfg_entry table[] = {
     {"REFLEX_EVENT_PROCESSOR_DISABLED", T_BOOL, OFF(disabled), "false", 0, 1,
@@ -41,8 +41,8 @@ static const struct cfg_entry table[] = {
      "and never uses it.)"},
     {"REFLEX_EVENT_PROCESSOR_WORKER_COUNT", T_INT, OFF(worker_count), NULL, 1, SL_MAX_WORKERS,
      "Worker processes in shared mode. Default: CPU cores - 1, at least 1."},
-    {"REFLEX_EVENT_PROCESSOR_META_DATA_REFRESH_INTERVAL", T_DURATION, OFF(meta_refresh_s), "300",
-     1, 86400,
+    {"REFLEX_EVENT_PROCESSOR_META_DATA_REFRESH_INTERVAL", T_DURATION, OFF(meta_refresh_s), "300", 1,
+     86400,
      "How often workers re-read their metadata (Event Rules, Intel Lists, statuses) from the "
      "store at the latest. This build's workers hold no metadata yet: the value is validated "
      "and drives time_to_refresh in queue_stats."},
@@ -51,15 +51,14 @@ static const struct cfg_entry table[] = {
     {"REFLEX_EVENT_PROCESSOR_LOG_LEVEL", T_LOGLEVEL, OFF(log_level), "INFO", 0, 3,
      "DEBUG, INFO, WARN or ERROR, for the supervisor, the api and the workers. (Reflex "
      "defaults to ERROR; sluice to INFO so start-up and healing are visible.)"},
-    {"REFLEX_EVENT_PROCESSOR_WORKER_CHECK_INTERVAL", T_DURATION, OFF(worker_check_s), "5", 1,
-     3600,
+    {"REFLEX_EVENT_PROCESSOR_WORKER_CHECK_INTERVAL", T_DURATION, OFF(worker_check_s), "5", 1, 3600,
      "How often the supervisor checks worker heartbeats. A worker that exits is restarted at "
      "once (with backoff) regardless. (Reflex: 60 s, and healing off by default.)"},
     {"REFLEX_EVENT_PROCESSOR_DEDICATED_WORKERS", T_BOOL, OFF(dedicated_workers), "false", 0, 1,
      "Dedicated mode: workers per organization. Not available in this build: `serve` refuses "
      "to start with it set to true rather than run in a mode you did not ask for."},
-    {"REFLEX_EVENT_PROCESSOR_MAX_WORKERS_PER_ORGANIZATION", T_INT, OFF(max_workers_per_org), "5",
-     1, SL_MAX_WORKERS, "Dedicated mode: workers (and stream partitions) per organization."},
+    {"REFLEX_EVENT_PROCESSOR_MAX_WORKERS_PER_ORGANIZATION", T_INT, OFF(max_workers_per_org), "5", 1,
+     SL_MAX_WORKERS, "Dedicated mode: workers (and stream partitions) per organization."},
     {"REFLEX_EVENT_PROCESSOR_KAFKA_BOOTSTRAP_SERVERS", T_BROKERS, OFF(kafka_bootstrap), "", 0, 0,
      "Comma-separated host:port list of Kafka brokers. Not available in this build: `serve` "
      "refuses to start with it set rather than silently use the embedded stream."},
@@ -163,11 +162,16 @@ static int parse_brokers(const char *s)
 static const char *accepted_text(const struct cfg_entry *e, char *buf, size_t len)
 {
     switch (e->type) {
-    case T_BOOL: return "true or false (also 1/0, yes/no, on/off)";
-    case T_LOGLEVEL: return "DEBUG, INFO, WARN or ERROR";
-    case T_LISTEN: return "host:port with a port 0..65535";
-    case T_BROKERS: return "a comma-separated list of host:port";
-    case T_STRING: return "a non-empty path";
+    case T_BOOL:
+        return "true or false (also 1/0, yes/no, on/off)";
+    case T_LOGLEVEL:
+        return "DEBUG, INFO, WARN or ERROR";
+    case T_LISTEN:
+        return "host:port with a port 0..65535";
+    case T_BROKERS:
+        return "a comma-separated list of host:port";
+    case T_STRING:
+        return "a non-empty path";
     case T_INT:
         snprintf(buf, len, "an integer %lld..%lld", (long long)e->min, (long long)e->max);
         return buf;
@@ -176,8 +180,10 @@ static const char *accepted_text(const struct cfg_entry *e, char *buf, size_t le
                  (long long)e->min, (long long)e->max);
         return buf;
     case T_DURATION:
-        snprintf(buf, len, "a duration of %lld..%lld seconds: a number of seconds or a number "
-                 "with an s, m, h or d suffix", (long long)e->min, (long long)e->max);
+        snprintf(buf, len,
+                 "a duration of %lld..%lld seconds: a number of seconds or a number "
+                 "with an s, m, h or d suffix",
+                 (long long)e->min, (long long)e->max);
         return buf;
     }
     return "?";
@@ -185,8 +191,8 @@ static const char *accepted_text(const struct cfg_entry *e, char *buf, size_t le
 
 static int apply(struct sl_config *cfg, const struct cfg_entry *e, const char *v)
 {
-    static const char *const size_sfx[] = {"K", "KB", "KiB", "M", "MB", "MiB", "G", "GB", "GiB",
-                                           NULL};
+    static const char *const size_sfx[] = {"K",   "KB", "KiB", "M",   "MB",
+                                           "MiB", "G",  "GB",  "GiB", NULL};
     static const int64_t size_mul[] = {1024, 1024, 1024, MIB, MIB, MIB, GIB, GIB, GIB};
     static const char *const dur_sfx[] = {"s", "m", "h", "d", NULL};
     static const int64_t dur_mul[] = {1, 60, 3600, 86400};
@@ -227,8 +233,7 @@ static int apply(struct sl_config *cfg, const struct cfg_entry *e, const char *v
             return SL_EINVAL;
         if (e->type == T_STRING && (!*v || strlen(v) >= sizeof(cfg->data_dir)))
             return SL_EINVAL;
-        snprintf(field, e->type == T_LISTEN ? sizeof(cfg->listen) : sizeof(cfg->data_dir), "%s",
-                 v);
+        snprintf(field, e->type == T_LISTEN ? sizeof(cfg->listen) : sizeof(cfg->data_dir), "%s", v);
         return 0;
     }
     /* Integer-valued fields: worker counts and sizes are int or int64_t. */
@@ -295,12 +300,20 @@ static void value_text(const struct sl_config *cfg, const struct cfg_entry *e, c
 {
     const char *field = (const char *)cfg + e->offset;
     switch (e->type) {
-    case T_BOOL: snprintf(buf, len, "%s", *(const int *)field ? "true" : "false"); break;
-    case T_LOGLEVEL: snprintf(buf, len, "%s", sl_log_level_name(*(const int *)field)); break;
+    case T_BOOL:
+        snprintf(buf, len, "%s", *(const int *)field ? "true" : "false");
+        break;
+    case T_LOGLEVEL:
+        snprintf(buf, len, "%s", sl_log_level_name(*(const int *)field));
+        break;
     case T_LISTEN:
     case T_BROKERS:
-    case T_STRING: snprintf(buf, len, "%s", field); break;
-    case T_DURATION: snprintf(buf, len, "%llds", (long long)*(const int64_t *)field); break;
+    case T_STRING:
+        snprintf(buf, len, "%s", field);
+        break;
+    case T_DURATION:
+        snprintf(buf, len, "%llds", (long long)*(const int64_t *)field);
+        break;
     case T_INT:
     case T_SIZE:
         if (e->offset == OFF(worker_count) || e->offset == OFF(es_bulk_size) ||

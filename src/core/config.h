@@ -11,28 +11,28 @@
 
 struct sl_config {
     /* REFLEX_EVENT_PROCESSOR_* (seed 000) */
-    int disabled;                  /* DISABLED: API up, processing off */
-    int64_t max_queue_size;        /* MAX_QUEUE_SIZE: backlog (events) above which ingest is 429;
-                                      0 = no limit but the stream's size */
-    int worker_count;              /* WORKER_COUNT: shared-mode workers */
-    int64_t meta_refresh_s;        /* META_DATA_REFRESH_INTERVAL, seconds */
-    int es_bulk_size;              /* ES_BULK_SIZE: events per store write */
-    int log_level;                 /* LOG_LEVEL */
-    int64_t worker_check_s;        /* WORKER_CHECK_INTERVAL, seconds */
-    int dedicated_workers;         /* DEDICATED_WORKERS */
-    int max_workers_per_org;       /* MAX_WORKERS_PER_ORGANIZATION */
-    char kafka_bootstrap[1024];    /* KAFKA_BOOTSTRAP_SERVERS ("" = unset) */
-    int64_t kafka_retention_s;     /* KAFKA_TOPIC_RETENTION, seconds */
+    int disabled;               /* DISABLED: API up, processing off */
+    int64_t max_queue_size;     /* MAX_QUEUE_SIZE: backlog (events) above which ingest is 429;
+                                   0 = no limit but the stream's size */
+    int worker_count;           /* WORKER_COUNT: shared-mode workers */
+    int64_t meta_refresh_s;     /* META_DATA_REFRESH_INTERVAL, seconds */
+    int es_bulk_size;           /* ES_BULK_SIZE: events per store write */
+    int log_level;              /* LOG_LEVEL */
+    int64_t worker_check_s;     /* WORKER_CHECK_INTERVAL, seconds */
+    int dedicated_workers;      /* DEDICATED_WORKERS */
+    int max_workers_per_org;    /* MAX_WORKERS_PER_ORGANIZATION */
+    char kafka_bootstrap[1024]; /* KAFKA_BOOTSTRAP_SERVERS ("" = unset) */
+    int64_t kafka_retention_s;  /* KAFKA_TOPIC_RETENTION, seconds */
     /* SLUICE_* */
-    char listen[256];              /* SLUICE_LISTEN host:port ("127.0.0.1:8080"; port 0 = any) */
-    char data_dir[1024];           /* SLUICE_DATA_DIR */
-    int64_t max_body_bytes;        /* SLUICE_MAX_BODY_BYTES: largest accepted request body */
+    char listen[256];               /* SLUICE_LISTEN host:port ("127.0.0.1:8080"; port 0 = any) */
+    char data_dir[1024];            /* SLUICE_DATA_DIR */
+    int64_t max_body_bytes;         /* SLUICE_MAX_BODY_BYTES: largest accepted request body */
     int64_t max_events_per_request; /* SLUICE_MAX_EVENTS_PER_REQUEST */
-    int http_threads;              /* SLUICE_HTTP_THREADS */
-    int64_t stream_retention_s;    /* SLUICE_STREAM_RETENTION: keep processed records this long */
-    int64_t stream_max_bytes;      /* SLUICE_STREAM_MAX_BYTES: size bound of the embedded stream */
-    int64_t worker_hang_s;         /* SLUICE_WORKER_HANG_TIMEOUT: stale heartbeat => restart */
-    int64_t drain_timeout_s;       /* SLUICE_DRAIN_TIMEOUT: SIGTERM grace before SIGKILL */
+    int http_threads;               /* SLUICE_HTTP_THREADS */
+    int64_t stream_retention_s;     /* SLUICE_STREAM_RETENTION: keep processed records this long */
+    int64_t stream_max_bytes;       /* SLUICE_STREAM_MAX_BYTES: size bound of the embedded stream */
+    int64_t worker_hang_s;          /* SLUICE_WORKER_HANG_TIMEOUT: stale heartbeat => restart */
+    int64_t drain_timeout_s;        /* SLUICE_DRAIN_TIMEOUT: SIGTERM grace before SIGKILL */
 };
 
 enum sl_config_source { SL_CONFIG_DEFAULT = 0, SL_CONFIG_ENV = 1 };

@@ -53,9 +53,8 @@ void sl_log_write(int level, const char *fmt, ...)
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s [%s pid=%d",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, sl_log_level_name(level), log_role,
-                     (int)getpid());
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, sl_log_level_name(level), log_role, (int)getpid());
     if (log_org[0] && n < (int)sizeof(line))
         n += snprintf(line + n, sizeof(line) - n, " org=%s", log_org);
     if (log_req[0] && n < (int)sizeof(line))

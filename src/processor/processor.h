@@ -13,7 +13,7 @@
 #include "stream/stream.h"
 
 /* The ingest stream of shared mode and the consumer group of its workers. */
-#define SL_TOPIC_EVENTS "events"
+#define SL_TOPIC_EVENTS  "events"
 #define SL_GROUP_WORKERS "workers"
 
 /* Opens the stream configured by cfg (the embedded stream in <data_dir>/stream).

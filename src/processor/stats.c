@@ -7,8 +7,8 @@
 const int64_t sl_latency_bounds_us[SL_LATENCY_BUCKETS - 1] = {
     250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 5000000};
 
-const int sl_http_codes[SL_HTTP_CODES] = {200, 201, 202, 204, 400, 401, 403,
-                                          404, 405, 413, 429, 503};
+const int sl_http_codes[SL_HTTP_CODES] = {200, 201, 202, 204, 400, 401,
+                                          403, 404, 405, 413, 429, 503};
 
 struct sl_stats *sl_stats_create(void)
 {

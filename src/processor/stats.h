@@ -30,12 +30,12 @@ struct sl_histogram {
 
 struct sl_worker_slot {
     _Atomic int32_t pid;
-    _Atomic int32_t status;          /* enum sl_worker_status */
-    char name[32];                   /* "worker-0" */
-    char organization[40];           /* "all" in shared mode */
-    _Atomic int64_t heartbeat_ms;    /* sl_mono_ms() of the last loop */
-    _Atomic int64_t started_ms;      /* wall clock */
-    _Atomic int64_t last_event_ms;   /* wall clock of the last stored batch */
+    _Atomic int32_t status;        /* enum sl_worker_status */
+    char name[32];                 /* "worker-0" */
+    char organization[40];         /* "all" in shared mode */
+    _Atomic int64_t heartbeat_ms;  /* sl_mono_ms() of the last loop */
+    _Atomic int64_t started_ms;    /* wall clock */
+    _Atomic int64_t last_event_ms; /* wall clock of the last stored batch */
     _Atomic int64_t last_meta_refresh_ms;
     _Atomic int64_t processed_events; /* records handled (stored + duplicates + invalid) */
     _Atomic int64_t events_in_processing;
@@ -53,14 +53,14 @@ struct sl_worker_slot {
 extern const int sl_http_codes[SL_HTTP_CODES];
 
 struct sl_stats {
-    _Atomic int64_t started_ms;      /* supervisor start, wall clock */
-    _Atomic int32_t disabled;        /* REFLEX_EVENT_PROCESSOR_DISABLED */
-    _Atomic int32_t worker_count;    /* configured workers */
-    _Atomic int64_t respawns;        /* children restarted by the supervisor */
+    _Atomic int64_t started_ms;   /* supervisor start, wall clock */
+    _Atomic int32_t disabled;     /* REFLEX_EVENT_PROCESSOR_DISABLED */
+    _Atomic int32_t worker_count; /* configured workers */
+    _Atomic int64_t respawns;     /* children restarted by the supervisor */
     _Atomic int64_t api_restarts;
     _Atomic int32_t api_pid;
     _Atomic int64_t api_heartbeat_ms;
-    _Atomic int32_t draining;        /* SIGTERM received */
+    _Atomic int32_t draining; /* SIGTERM received */
     /* api */
     _Atomic int64_t http_requests[SL_HTTP_CODES + 1]; /* per code in sl_http_codes, then other */
     _Atomic int64_t ingest_requests;

@@ -10,7 +10,7 @@
 #include "core/util.h"
 
 #define SL_ORG_NAME_MAX 128
-#define SL_APIKEY_MAX 80 /* buffer size for a plaintext key, NUL included */
+#define SL_APIKEY_MAX   80 /* buffer size for a plaintext key, NUL included */
 
 struct sl_store;
 
@@ -40,7 +40,7 @@ struct sl_store_event {
     int severity;
     int64_t original_date_ms;
     int64_t created_ms;
-    uint64_t origin;       /* where it came from: (stream partition << 48) | offset */
+    uint64_t origin; /* where it came from: (stream partition << 48) | offset */
     const char *doc;
     size_t doc_len;
 };
@@ -53,19 +53,19 @@ enum sl_put_outcome {
 
 /* Filter and page for listing events. Zero/NULL fields do not filter. */
 struct sl_event_filter {
-    const char *org;          /* required: only this organization's events */
-    const char *status;       /* status name, case-insensitive */
-    int severities[8];        /* any of these severities */
+    const char *org;    /* required: only this organization's events */
+    const char *status; /* status name, case-insensitive */
+    int severities[8];  /* any of these severities */
     int nseverities;
-    const char *title;        /* case-insensitive substring of the title */
-    const char *signature;    /* exact */
-    const char *tag;          /* exact tag */
-    const char *observable;   /* exact observable value */
-    int64_t start_ms;         /* original_date >= start (0: open) */
-    int64_t end_ms;           /* original_date <= end (0: open) */
-    int64_t page;             /* 1-based */
-    int64_t page_size;        /* 1..1000 */
-    int sort_asc;             /* by original_date; default newest first */
+    const char *title;      /* case-insensitive substring of the title */
+    const char *signature;  /* exact */
+    const char *tag;        /* exact tag */
+    const char *observable; /* exact observable value */
+    int64_t start_ms;       /* original_date >= start (0: open) */
+    int64_t end_ms;         /* original_date <= end (0: open) */
+    int64_t page;           /* 1-based */
+    int64_t page_size;      /* 1..1000 */
+    int sort_asc;           /* by original_date; default newest first */
 };
 
 struct sl_store_ops {

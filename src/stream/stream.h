@@ -7,15 +7,15 @@
 #include <stdint.h>
 
 #define SL_STREAM_MAX_PARTITIONS 1024
-#define SL_STREAM_NAME_MAX 200 /* topic and group names: [A-Za-z0-9._-], 1..200 chars */
+#define SL_STREAM_NAME_MAX       200 /* topic and group names: [A-Za-z0-9._-], 1..200 chars */
 
 struct sl_stream;
 struct sl_stream_consumer;
 
 struct sl_stream_config {
-    const char *dir;       /* embedded backend: directory of the LMDB environment (created) */
-    uint64_t max_bytes;    /* embedded backend: size bound of the environment (LMDB map size) */
-    int64_t retention_ms;  /* records committed by every group and older than this are trimmed */
+    const char *dir;      /* embedded backend: directory of the LMDB environment (created) */
+    uint64_t max_bytes;   /* embedded backend: size bound of the environment (LMDB map size) */
+    int64_t retention_ms; /* records committed by every group and older than this are trimmed */
 };
 
 /* One record to append. */
@@ -99,8 +99,7 @@ int sl_stream_trim(struct sl_stream *s, const char *topic, uint64_t *out_trimmed
 /* A consumer of the given partitions of topic in group, starting at the group's committed
  * offsets (or the beginning). Not thread-safe; one thread uses it. Returns NULL on failure. */
 struct sl_stream_consumer *sl_stream_consumer_create(struct sl_stream *s, const char *topic,
-                                                     const char *group,
-                                                     const uint32_t *partitions,
+                                                     const char *group, const uint32_t *partitions,
                                                      size_t npartitions);
 void sl_stream_consumer_destroy(struct sl_stream_consumer *c);
 

@@ -212,8 +212,7 @@ static void test_commit_offsets_explicit(void **state)
     assert_int_equal(sl_stream_topic_ensure(f->s, "t", 2, NULL), 0);
     append_n(f->s, "t", 0, 10);
     append_n(f->s, "t", 1, 10);
-    struct sl_stream_consumer *c =
-        sl_stream_consumer_create(f->s, "t", "g", (uint32_t[]){0, 1}, 2);
+    struct sl_stream_consumer *c = sl_stream_consumer_create(f->s, "t", "g", (uint32_t[]){0, 1}, 2);
     assert_non_null(c);
     assert_int_equal(poll_now(c, 20, &recs), 20); /* the poll position is past everything */
     struct commit_arg a = {c, -1};
