@@ -78,7 +78,9 @@ struct sl_arena;
 
 /* Routes every cJSON allocation of the process through tagged blocks, so that a thread may
  * take them from an arena (sl_event_alloc_arena). Call once per process before any cJSON tree
- * exists (a tree made before would be freed with the wrong free); idempotent. */
+ * exists (a tree made before would be freed with the wrong free); idempotent. Afterwards,
+ * memory cJSON hands out (cJSON_Print*, cJSON_malloc) must be released with cJSON_free, never
+ * free(): only the worker installs it, whose code keeps to that. */
 void sl_event_alloc_install(void);
 /* From now on this thread's cJSON allocations (sl_event_prepare's tree and doc) come from arena
  * (NULL: from malloc again). Everything prepared while an arena was set is released by
