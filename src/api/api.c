@@ -1,6 +1,7 @@
 /* The api process: starts the HTTP server, routes and authenticates requests, keeps the
  * backlog and partition figures fresh, heartbeats, and drains on stop. */
 #include "api/api.h"
+#include "event/event.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -378,6 +379,9 @@ int sl_api_run(const struct sl_config *cfg, int listen_fd, struct sl_stats *stat
                volatile sig_atomic_t *stop)
 {
     struct sl_api api;
+    /* Before any JSON exists: lets a bulk parse tell "out of memory" (503) from "malformed"
+     * (400), and bounds the tree a body may make (413). */
+    sl_event_alloc_install_checked();
     memset(&api, 0, sizeof(api));
     api.cfg = cfg;
     api.stats = stats;

@@ -44,5 +44,14 @@ int sl_cli_serve(int argc, char **argv)
                 cfg.kafka_bootstrap);
         return 2;
     }
+    if (cfg.stream_max_bytes < 4 * cfg.max_body_bytes) {
+        /* A request's records take about twice its body in LMDB pages; with less room than
+         * that a single large request could never be accepted, whatever the backlog. */
+        fprintf(stderr,
+                "sluice: SLUICE_STREAM_MAX_BYTES=%lld is too small for SLUICE_MAX_BODY_BYTES=%lld: "
+                "the stream must hold at least 4 times the largest body\n",
+                (long long)cfg.stream_max_bytes, (long long)cfg.max_body_bytes);
+        return 2;
+    }
     return sl_supervisor_run(&cfg);
 }

@@ -161,23 +161,28 @@ void sl_uuid4(char out[SL_UUID_LEN + 1])
     uuid_format(b, out);
 }
 
-void sl_uuid_from_parts(const char *const *parts, const size_t *lens, size_t n,
-                        char out[SL_UUID_LEN + 1])
+int sl_uuid_from_parts(const char *const *parts, const size_t *lens, size_t n,
+                       char out[SL_UUID_LEN + 1])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     static const unsigned char zero = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    for (size_t i = 0; i < n; i++) {
-        EVP_DigestUpdate(ctx, parts[i], lens[i]);
-        EVP_DigestUpdate(ctx, &zero, 1);
-    }
-    EVP_DigestFinal_ex(ctx, md, &mdlen);
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = EVP_DigestUpdate(ctx, parts[i], lens[i]) == 1 && EVP_DigestUpdate(ctx, &zero, 1) == 1;
+    ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen >= 16;
     EVP_MD_CTX_free(ctx);
+    if (!ok) {
+        /* A uuid made of whatever was on the stack would put the event in another dedup slot
+         * and store it twice: fail instead, and let the caller retry. */
+        out[0] = 0;
+        return SL_ENOMEM;
+    }
     md[6] = (unsigned char)((md[6] & 0x0f) | 0x80);
     md[8] = (unsigned char)((md[8] & 0x3f) | 0x80);
     uuid_format(md, out);
+    return 0;
 }
 
 int sl_uuid_valid(const char *s)

@@ -22,9 +22,10 @@ int sl_time_parse(const char *s, size_t len, int64_t *out_ms);
 /* A random (version 4) UUID in canonical lowercase form; out holds 37 bytes. */
 void sl_uuid4(char out[SL_UUID_LEN + 1]);
 /* A name-based UUID: the first 16 bytes of SHA-256 over the parts, each followed by a 0 byte,
- * with the version nibble set to 8 (RFC 9562 custom). Deterministic. */
-void sl_uuid_from_parts(const char *const *parts, const size_t *lens, size_t n,
-                        char out[SL_UUID_LEN + 1]);
+ * with the version nibble set to 8 (RFC 9562 custom). Deterministic. Returns 0, or SL_ENOMEM
+ * when OpenSSL could not compute the digest (out is then an empty string, never a guess). */
+int sl_uuid_from_parts(const char *const *parts, const size_t *lens, size_t n,
+                       char out[SL_UUID_LEN + 1]);
 /* Checks that s is a canonical UUID (36 chars, hex and dashes, any case). */
 int sl_uuid_valid(const char *s);
 

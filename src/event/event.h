@@ -20,6 +20,7 @@
 #define SL_EVENT_TAG_MAX              256
 #define SL_EVENT_OBSERVABLES_MAX      1000
 #define SL_EVENT_OBSERVABLE_VALUE_MAX 8192
+#define SL_EVENT_TREE_FACTOR          16 /* parse tree memory allowed per body byte (plus 1 MiB) */
 
 /* What the api knows about the request an event came in. All strings borrowed. */
 struct sl_ingest_ctx {
@@ -34,7 +35,10 @@ struct sl_ingest_ctx {
  * with cJSON_Delete) and *out_events is its "events" array. On failure returns SL_EINVAL, writes
  * what is wrong to err ("malformed JSON at byte 17: ..." or "body must be an object with an
  * \"events\" array") and, for malformed JSON, the byte offset to *out_error_offset (may be NULL;
- * set to -1 when the error has no offset). */
+ * set to -1 when the error has no offset). With the checked allocator installed it also returns
+ * SL_ENOMEM when memory ran out (try again later), and SL_EFULL when the tree would take more
+ * than SL_EVENT_TREE_FACTOR times the body's size (a body of tiny values made to exhaust
+ * memory: the API answers 413). */
 int sl_event_bulk_parse(const char *body, size_t len, cJSON **out_root, cJSON **out_events,
                         long *out_error_offset, char *err, size_t errlen);
 
@@ -59,9 +63,10 @@ struct sl_event_prepared {
  * whose value is empty or "-", types "auto" observables (sl_event_detect_type), computes the
  * organization-scoped signature (sl_event_signature), derives the uuid from (organization,
  * reference), sets status New and created_at = now_ms, defaults original_date to the receive
- * time, and renders the document. origin is recorded in row.origin. Returns 0, or SL_EINVAL
- * with a message for a record that is not a valid event (the caller counts and skips it).
- * Release with sl_event_prepared_fini even on failure. */
+ * time, and renders the document. origin is recorded in row.origin. Returns 0, SL_EINVAL with
+ * a message for a record that is not a valid event (the caller counts and skips it), or
+ * SL_ENOMEM when memory (or OpenSSL) failed: the record is fine, so the caller must retry it,
+ * never skip it. Release with sl_event_prepared_fini even on failure. */
 int sl_event_prepare(const void *record, size_t len, uint64_t origin, int64_t now_ms,
                      struct sl_event_prepared *out, char *err, size_t errlen);
 void sl_event_prepared_fini(struct sl_event_prepared *p);
@@ -87,6 +92,20 @@ void sl_event_alloc_install(void);
  * sl_arena_reset of that arena: sl_event_prepared_fini is then not needed (and harmless).
  * Requires sl_event_alloc_install. */
 void sl_event_alloc_arena(struct sl_arena *arena);
+/* Installs plain malloc/free for cJSON that only counts failed allocations, so a parse that
+ * failed for want of memory is told apart from malformed input (SL_ENOMEM, not SL_EINVAL).
+ * For processes whose code frees cJSON memory with free(), such as the api. Call once per
+ * process before any cJSON tree exists; the first install of the process wins. */
+void sl_event_alloc_install_checked(void);
+/* Allocations made through cJSON that failed on the calling thread, since it started (either
+ * install; always 0 without one). */
+unsigned sl_event_alloc_failures(void);
+/* With the checked install: the calling thread's cJSON allocations may take at most `bytes`
+ * more (SIZE_MAX: no limit); an allocation past it fails and sl_event_alloc_over_budget()
+ * becomes true until the next call. sl_event_bulk_parse uses it to bound the tree a hostile
+ * body can make. */
+void sl_event_alloc_budget(size_t bytes);
+int sl_event_alloc_over_budget(void);
 
 /* The data type of an observable value sent as "auto": one of "ip", "email", "url", "md5hash",
  * "sha1hash", "sha256hash", "mac", "sid", "port", "domain", "process", or "generic". */

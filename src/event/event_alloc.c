@@ -16,6 +16,9 @@
 #define TAG_ARENA UINT64_C(0x6172656e61626c6b) /* "arenablk" */
 
 static _Thread_local struct sl_arena *current;
+static _Thread_local unsigned failures;        /* allocations that failed on this thread */
+static _Thread_local size_t budget = SIZE_MAX; /* bytes this thread may still allocate */
+static _Thread_local int over_budget;
 
 static void *tagged_malloc(size_t n)
 {
@@ -30,8 +33,10 @@ static void *tagged_malloc(size_t n)
         p = malloc(n + TAG_BYTES);
         tag = TAG_HEAP;
     }
-    if (!p)
+    if (!p) {
+        failures++;
         return NULL;
+    }
     *(uint64_t *)(void *)p = tag;
     return p + TAG_BYTES;
 }
@@ -45,6 +50,23 @@ static void tagged_free(void *q)
         free(p);
 }
 
+/* Plain malloc that counts failures and honours the thread's budget, for processes that free
+ * cJSON memory with free(). */
+static void *checked_malloc(size_t n)
+{
+    if (budget != SIZE_MAX) {
+        if (n > budget) {
+            over_budget = 1;
+            return NULL;
+        }
+        budget -= n;
+    }
+    void *p = malloc(n);
+    if (!p)
+        failures++;
+    return p;
+}
+
 static pthread_once_t installed = PTHREAD_ONCE_INIT;
 
 static void install(void)
@@ -53,12 +75,39 @@ static void install(void)
     cJSON_InitHooks(&hooks);
 }
 
+static void install_checked(void)
+{
+    cJSON_Hooks hooks = {.malloc_fn = checked_malloc, .free_fn = free};
+    cJSON_InitHooks(&hooks);
+}
+
 void sl_event_alloc_install(void)
 {
     pthread_once(&installed, install);
 }
 
+void sl_event_alloc_install_checked(void)
+{
+    pthread_once(&installed, install_checked);
+}
+
+unsigned sl_event_alloc_failures(void)
+{
+    return failures;
+}
+
 void sl_event_alloc_arena(struct sl_arena *arena)
 {
     current = arena;
+}
+
+void sl_event_alloc_budget(size_t bytes)
+{
+    budget = bytes;
+    over_budget = 0;
+}
+
+int sl_event_alloc_over_budget(void)
+{
+    return over_budget;
 }

@@ -330,6 +330,8 @@ static int jb_check(const struct jbuf *b, const char *path, char *err, size_t er
 
 /* ---- the bulk body -------------------------------------------------------------------------- */
 
+#define TREE_SLACK (1024 * 1024) /* tree memory allowed on top of SL_EVENT_TREE_FACTOR * len */
+
 struct scan {
     size_t error_at; /* offset of what is wrong, when why != NULL */
     const char *why;
@@ -474,7 +476,24 @@ int sl_event_bulk_parse(const char *body, size_t len, cJSON **out_root, cJSON **
         return malformed(out_error_offset, err, errlen, sc.error_at, sc.why);
     if (sc.empty)
         return malformed(out_error_offset, err, errlen, len, "empty body");
+    unsigned failed = sl_event_alloc_failures();
+    sl_event_alloc_budget(len > (SIZE_MAX - TREE_SLACK) / SL_EVENT_TREE_FACTOR
+                              ? SIZE_MAX
+                              : len * SL_EVENT_TREE_FACTOR + TREE_SLACK);
     root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
+    int over = sl_event_alloc_over_budget();
+    sl_event_alloc_budget(SIZE_MAX);
+    if (!root && over) {
+        sl_set_err(err, errlen,
+                   "the body's JSON would take more than %d times its size in memory (too many "
+                   "tiny values); send fewer values per request",
+                   SL_EVENT_TREE_FACTOR);
+        return SL_EFULL;
+    }
+    if (!root && sl_event_alloc_failures() != failed) {
+        sl_set_err(err, errlen, "out of memory while parsing the body; try again later");
+        return SL_ENOMEM;
+    }
     if (!root)
         return parse_failure(body, len, end, &sc, out_error_offset, err, errlen);
     size_t at = end && end >= body && (size_t)(end - body) <= len ? (size_t)(end - body) : len;

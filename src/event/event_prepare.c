@@ -352,8 +352,8 @@ static char *render(const cJSON *tree, size_t record_len)
     return cJSON_PrintUnformatted(tree);
 }
 
-int sl_event_prepare(const void *record, size_t len, uint64_t origin, int64_t now_ms,
-                     struct sl_event_prepared *out, char *err, size_t errlen)
+static int prepare(const void *record, size_t len, uint64_t origin, int64_t now_ms,
+                   struct sl_event_prepared *out, char *err, size_t errlen)
 {
     struct sl_store_event *row = &out->row;
     int rc;
@@ -366,6 +366,12 @@ int sl_event_prepare(const void *record, size_t len, uint64_t origin, int64_t no
     const char *title = ref ? required_string(tree, "title", err, errlen) : NULL;
     if (!title)
         return SL_EINVAL;
+    if (!sl_uuid_valid(org)) {
+        /* The store keys events by organization uuid: refuse here, deterministically, rather
+         * than fail the whole batch's store write on every retry. */
+        sl_set_err(err, errlen, "record: organization is not a uuid");
+        return SL_EINVAL;
+    }
     if ((rc = get_severity(tree, &row->severity, err, errlen)) != 0)
         return rc;
     cJSON *list = cJSON_GetObjectItemCaseSensitive(tree, "observables");
@@ -379,7 +385,10 @@ int sl_event_prepare(const void *record, size_t len, uint64_t origin, int64_t no
         return rc;
     const char *parts[2] = {org, ref};
     const size_t lens[2] = {strlen(org), strlen(ref)};
-    sl_uuid_from_parts(parts, lens, 2, out->uuid);
+    if (sl_uuid_from_parts(parts, lens, 2, out->uuid) != 0) {
+        rc = SL_ENOMEM;
+        goto out;
+    }
     if ((rc = set_member(tree, "uuid", cJSON_CreateString(out->uuid))) != 0 ||
         (rc = set_status_new(tree, out, err, errlen)) != 0 ||
         (rc = set_dates(tree, now_ms, out, err, errlen)) != 0)
@@ -399,6 +408,20 @@ int sl_event_prepare(const void *record, size_t len, uint64_t origin, int64_t no
 out:
     if (rc == SL_ENOMEM)
         sl_set_err(err, errlen, "out of memory");
+    return rc;
+}
+
+int sl_event_prepare(const void *record, size_t len, uint64_t origin, int64_t now_ms,
+                     struct sl_event_prepared *out, char *err, size_t errlen)
+{
+    unsigned failed = sl_event_alloc_failures();
+    int rc = prepare(record, len, origin, now_ms, out, err, errlen);
+    /* A record that failed because memory ran out is not invalid: the caller must retry it,
+     * never skip it (it was acknowledged). */
+    if (rc != 0 && sl_event_alloc_failures() != failed) {
+        sl_set_err(err, errlen, "out of memory");
+        rc = SL_ENOMEM;
+    }
     return rc;
 }
 

@@ -248,7 +248,8 @@ static void child_main(struct supervisor *sv, struct child *c, pid_t parent)
     sigset_t all;
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
-    close(sv->lock_fd); /* only the supervisor holds the data directory lock */
+    /* The child keeps its copy of the data-directory lock: if the supervisor is killed, a new
+     * one cannot start on this directory until every old child has drained and exited. */
     sl_log_set_role(child_name(c, name, sizeof(name)));
     int rc;
     if (c->index < 0) {

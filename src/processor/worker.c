@@ -21,8 +21,10 @@
 
 #define POLL_TIMEOUT_MS  500
 #define TRIM_INTERVAL_MS 10000
+#define TRIM_SLICE_MS    200
 #define RETRY_MAX_MS     5000
 #define NBATCHES         2
+#define PERMANENT_TRIES  5
 #define ARENA_CHUNK      (1024 * 1024)
 #define ARENA_KEEP       (32 * 1024 * 1024)
 
@@ -144,11 +146,21 @@ static void worker_close(struct worker *w)
 static int write_rows(struct worker *w, struct batch *b)
 {
     int64_t delay = 50;
-    for (;;) {
+    for (int attempt = 1;; attempt++) {
         int rc = sl_store_put_events(w->store, b->rows, b->nrows, b->outcomes);
         if (rc == 0)
             return 0;
         atomic_fetch_add(&w->slot->store_errors, 1);
+        /* A busy database or a passing I/O error is waited out; anything else (a batch the
+         * store refuses) is given a few tries, then the worker exits so the failure shows in
+         * respawns, /health and the log instead of stalling its partitions silently. */
+        int transient = rc == SL_EBUSY || rc == SL_EIO || rc == SL_ENOMEM;
+        if (!transient && attempt >= PERMANENT_TRIES) {
+            SL_ERROR("store refuses a batch of %zu events (%s) after %d tries; exiting so the "
+                     "supervisor restarts this worker",
+                     b->nrows, sl_strerror(rc), attempt);
+            return rc;
+        }
         SL_WARN("store write of %zu events failed (%s); retrying in %lld ms", b->nrows,
                 sl_strerror(rc), (long long)delay);
         if (*w->stop)
@@ -247,9 +259,10 @@ static void batch_note(struct batch *b, uint32_t part, uint64_t offset)
 }
 
 /* Prepares every record; records that are not valid events are counted, logged and skipped
- * (they can never become valid, so retrying them would block the partition). */
-static void prepare_batch(struct worker *w, struct batch *b, const struct sl_stream_record *recs,
-                          size_t n)
+ * (they can never become valid, so retrying them would block the partition). Returns SL_ENOMEM
+ * when memory ran out: then nothing of the batch may be skipped or committed. */
+static int prepare_batch(struct worker *w, struct batch *b, const struct sl_stream_record *recs,
+                         size_t n)
 {
     char err[256];
     int64_t now = sl_now_ms();
@@ -266,7 +279,14 @@ static void prepare_batch(struct worker *w, struct batch *b, const struct sl_str
         struct sl_event_prepared *p = &b->prepared[b->nrows];
         uint64_t origin = ((uint64_t)recs[i].partition << 48) | recs[i].offset;
         batch_note(b, recs[i].partition, recs[i].offset);
-        if (sl_event_prepare(recs[i].data, recs[i].len, origin, now, p, err, sizeof(err))) {
+        int rc = sl_event_prepare(recs[i].data, recs[i].len, origin, now, p, err, sizeof(err));
+        if (rc == SL_ENOMEM) {
+            sl_event_alloc_arena(NULL);
+            SL_ERROR("out of memory preparing record %u:%llu; the batch will be redelivered",
+                     recs[i].partition, (unsigned long long)recs[i].offset);
+            return rc;
+        }
+        if (rc) {
             SL_WARN("skipping record %u:%llu: %s", recs[i].partition,
                     (unsigned long long)recs[i].offset, err);
             atomic_fetch_add(&w->slot->invalid, 1);
@@ -277,6 +297,7 @@ static void prepare_batch(struct worker *w, struct batch *b, const struct sl_str
         b->rows[b->nrows++] = p->row;
     }
     sl_event_alloc_arena(NULL);
+    return 0;
 }
 
 /* Waits until the next batch buffer is free; NULL if the worker is stopping or failed. */
@@ -309,18 +330,28 @@ static void hand_over(struct worker *w, struct batch *b)
     pthread_mutex_unlock(&w->lock);
 }
 
-/* Worker 0 trims what every group has committed and retention no longer keeps. */
+/* Worker 0 trims what every group has committed and retention no longer keeps. One trim call
+ * is bounded (sl_stream_trim's budget); a big backlog of trimmable records is worked off over
+ * calls of at most TRIM_SLICE_MS each, heart-beating in between, so trimming never starves
+ * the worker's own partitions or looks like a hang. */
 static void maybe_trim(struct worker *w)
 {
-    uint64_t trimmed = 0;
-    if (w->index != 0 || sl_mono_ms() - w->last_trim_ms < TRIM_INTERVAL_MS)
+    uint64_t trimmed = 0, total = 0;
+    int64_t start = sl_mono_ms();
+    int rc;
+    if (w->index != 0 || start - w->last_trim_ms < TRIM_INTERVAL_MS)
         return;
-    w->last_trim_ms = sl_mono_ms();
-    int rc = sl_stream_trim(w->stream, SL_TOPIC_EVENTS, &trimmed);
-    if (rc)
+    do {
+        rc = sl_stream_trim(w->stream, SL_TOPIC_EVENTS, &trimmed);
+        total += trimmed;
+        atomic_store(&w->slot->heartbeat_ms, sl_mono_ms());
+    } while (rc == SL_EAGAIN && !*w->stop && sl_mono_ms() - start < TRIM_SLICE_MS);
+    /* More left: come back after the next poll rather than in TRIM_INTERVAL_MS. */
+    w->last_trim_ms = rc == SL_EAGAIN ? start - TRIM_INTERVAL_MS : start;
+    if (rc && rc != SL_EAGAIN)
         SL_WARN("stream trim failed: %s", sl_strerror(rc));
-    else if (trimmed)
-        SL_DEBUG("trimmed %llu records", (unsigned long long)trimmed);
+    else if (total)
+        SL_DEBUG("trimmed %llu records", (unsigned long long)total);
 }
 
 static int consume(struct worker *w)
@@ -346,7 +377,9 @@ static int consume(struct worker *w)
         set_status(w, SL_WORKER_PROCESSING);
         atomic_store(&w->slot->events_in_processing, (int64_t)n);
         b->t0 = sl_mono_ms();
-        prepare_batch(w, b, recs, n);
+        rc = prepare_batch(w, b, recs, n);
+        if (rc)
+            break; /* exit without committing: the supervisor restarts us, the batch returns */
         hand_over(w, b);
         maybe_trim(w);
     }

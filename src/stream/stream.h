@@ -93,7 +93,13 @@ int sl_stream_backlog(struct sl_stream *s, const char *topic, const char *group,
                       uint64_t *out_records);
 
 /* Deletes records that every consumer group of topic has committed and that are older than the
- * retention. *out_trimmed (may be NULL) receives the count. */
+ * retention; nothing if no group has committed. Bounded work: one call deletes at most 50,000
+ * records in total over all partitions (LMDB: one transaction, one fsync), oldest first within a
+ * partition, partitions in order. *out_trimmed (may be NULL) receives what this call deleted (0 on
+ * error). Returns 0 when nothing eligible remains, SL_EAGAIN when it stopped at the budget with
+ * more left (then *out_trimmed is the full budget, so a loop always progresses; call again,
+ * heartbeating in between), SL_ENOTFOUND for a missing topic, SL_EINVAL for a bad name, or
+ * another negative SL_E* code (SL_EIO, SL_EFULL, ...) with nothing deleted. Thread-safe. */
 int sl_stream_trim(struct sl_stream *s, const char *topic, uint64_t *out_trimmed);
 
 /* A consumer of the given partitions of topic in group, starting at the group's committed

@@ -70,7 +70,7 @@
 #define GC_BATCH_REQUESTS 4096               /* requests per shared transaction */
 #define GC_BATCH_BYTES    (32u << 20)        /* payload bytes per shared transaction */
 #define GC_GATHER_MAX_US  1000               /* longest wait of a leader for more requests */
-#define TRIM_PER_TXN      50000              /* deletions per trim transaction */
+#define TRIM_BUDGET       50000              /* deletions per trim call (one transaction) */
 #define POLL_MAX_BYTES    ((size_t)16 << 20) /* a poll stops here (after at least one record) */
 #define MAX_READERS       512
 #define RESERVE_MIN_PAGES 32    /* space kept for commits and trims: 1/32 of the map, */
@@ -996,23 +996,21 @@ static int min_committed(struct lmdb_stream *s, MDB_txn *txn, uint32_t id, uint3
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : map_mdb(rc, "offsets scan");
 }
 
-/* Deletes, in one transaction, up to TRIM_PER_TXN records from the start of the partition that
- * every committed group has passed and that were appended at or before cutoff. */
-static int trim_step(struct lmdb_stream *s, uint32_t id, uint32_t part, int64_t cutoff,
-                     uint64_t *out_deleted)
+/* Deletes, in txn, up to budget records from the start of the partition that every committed
+ * group has passed and that were appended at or before cutoff. *out_more = 1 if it stopped at the
+ * budget and the next record is eligible too. */
+static int trim_part(struct lmdb_stream *s, MDB_txn *txn, uint32_t id, uint32_t part,
+                     int64_t cutoff, uint64_t budget, uint64_t *out_deleted, int *out_more)
 {
     unsigned char kbuf[REC_KEY_LEN];
-    MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     MDB_val k, v;
     uint64_t limit = 0, off = 0, deleted = 0;
-    int found = 0, rc = txn_begin(s, 0, &txn);
-    if (rc != 0)
-        return rc;
-    rc = min_committed(s, txn, id, part, &limit, &found);
+    int found = 0, rc = min_committed(s, txn, id, part, &limit, &found);
+    *out_more = 0;
     if (rc == 0 && found)
         rc = map_mdb(mdb_cursor_open(txn, s->records, &cur), "cursor open");
-    while (rc == 0 && found && deleted < TRIM_PER_TXN) {
+    while (rc == 0 && found) {
         rec_key(kbuf, id, part, off);
         k.mv_size = sizeof kbuf;
         k.mv_data = kbuf;
@@ -1026,49 +1024,58 @@ static int trim_step(struct lmdb_stream *s, uint32_t id, uint32_t part, int64_t 
         off = get_be64((unsigned char *)k.mv_data + PART_KEY_LEN);
         if (off >= limit || v.mv_size < TS_LEN || (int64_t)get_be64(v.mv_data) > cutoff)
             break;
+        if (deleted == budget) {
+            *out_more = 1;
+            break;
+        }
         rc = map_mdb(mdb_cursor_del(cur, 0), "trim delete");
         deleted++;
         off++;
     }
     if (cur)
         mdb_cursor_close(cur);
-    if (rc == 0 && deleted > 0) {
-        rc = map_mdb(mdb_txn_commit(txn), "trim commit");
-    } else {
-        mdb_txn_abort(txn);
-    }
-    *out_deleted = rc == 0 ? deleted : 0;
+    *out_deleted = deleted;
     return rc;
 }
 
+/* One write transaction (one fsync) of at most TRIM_BUDGET deletions over all partitions, in
+ * partition order. Once the budget is spent the remaining partitions are only checked for an
+ * eligible record, so SL_EAGAIN means that at least one is left. Nothing is committed on error. */
 static int lmdb_trim(struct sl_stream *base, const char *topic, uint64_t *out_trimmed)
 {
     struct lmdb_stream *s = (struct lmdb_stream *)base;
     MDB_txn *txn = NULL;
     uint32_t id, parts;
     uint64_t total = 0;
-    int dead = 0, rc;
+    int dead = 0, more = 0, rc;
+    if (out_trimmed)
+        *out_trimmed = 0;
     if (!name_valid(topic))
         return SL_EINVAL;
     /* Readers of killed processes would pin old pages and keep the freed space unusable. */
     if (mdb_reader_check(s->env, &dead) == 0 && dead > 0)
         SL_INFO("stream: cleared %d reader slot(s) of dead processes", dead);
-    rc = txn_begin(s, MDB_RDONLY, &txn);
+    /* A write transaction takes no reader slot, so SL_EAGAIN below never means "readers full". */
+    rc = txn_begin(s, 0, &txn);
     if (rc != 0)
         return rc;
     rc = topic_lookup(s, txn, topic, &id, &parts);
-    mdb_txn_abort(txn);
     int64_t cutoff = sl_now_ms() - s->retention_ms;
-    for (uint32_t p = 0; rc == 0 && p < parts; p++) {
-        uint64_t n;
-        do {
-            rc = trim_step(s, id, p, cutoff, &n);
-            total += n;
-        } while (rc == 0 && n == TRIM_PER_TXN);
+    for (uint32_t p = 0; rc == 0 && p < parts && !more; p++) {
+        uint64_t n = 0;
+        rc = trim_part(s, txn, id, p, cutoff, TRIM_BUDGET - total, &n, &more);
+        total += n;
     }
+    if (rc == 0 && total > 0) {
+        rc = map_mdb(mdb_txn_commit(txn), "trim commit");
+    } else {
+        mdb_txn_abort(txn);
+    }
+    if (rc != 0)
+        return rc;
     if (out_trimmed)
         *out_trimmed = total;
-    return rc;
+    return more ? SL_EAGAIN : 0;
 }
 
 /* ---- consumers ------------------------------------------------------------------------------ */

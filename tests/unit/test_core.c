@@ -174,13 +174,13 @@ static void test_uuid_and_hashes(void **state)
     assert_int_equal(a[14], '4');
     const char *parts[] = {"org", "ref"};
     size_t lens[] = {3, 3};
-    sl_uuid_from_parts(parts, lens, 2, a);
-    sl_uuid_from_parts(parts, lens, 2, b);
+    assert_int_equal(sl_uuid_from_parts(parts, lens, 2, a), 0);
+    assert_int_equal(sl_uuid_from_parts(parts, lens, 2, b), 0);
     assert_string_equal(a, b);
     assert_int_equal(a[14], '8');
     const char *parts2[] = {"orgr", "ef"};
     size_t lens2[] = {4, 2};
-    sl_uuid_from_parts(parts2, lens2, 2, b);
+    assert_int_equal(sl_uuid_from_parts(parts2, lens2, 2, b), 0);
     assert_string_not_equal(a, b); /* the separator keeps ("org","ref") != ("orgr","ef") */
     sl_md5_hex("abc", 3, md5);
     assert_string_equal(md5, "900150983cd24fb0d6963f7d28e17f72");

@@ -991,15 +991,16 @@ static void prepare_minimal_record(void **state)
     struct sl_event_prepared p;
     char err[ERRLEN];
     /* No severity, observables, received_at or original_date: defaults apply. */
-    static const char rec[] = "{\"title\":\"t\",\"reference\":\"r\",\"organization\":\"o\"}";
+    static const char rec[] = "{\"title\":\"t\",\"reference\":\"r\",\"organization\":\"" ORG "\"}";
     assert_int_equal(sl_event_prepare(rec, strlen(rec), 9, NOW_MS, &p, err, ERRLEN), 0);
     assert_int_equal(p.row.severity, 1);
     assert_int_equal(p.row.original_date_ms, NOW_MS);
     assert_string_equal(str_member(p.tree, "original_date"), "2023-11-14T22:13:21.000Z");
     sl_event_prepared_fini(&p);
     /* Without original_date the receive time is used. */
-    static const char rec_rx[] = "{\"title\":\"t\",\"reference\":\"r\",\"organization\":\"o\","
-                                 "\"received_at\":\"2023-11-14T22:13:20.000Z\"}";
+    static const char rec_rx[] =
+        "{\"title\":\"t\",\"reference\":\"r\",\"organization\":\"" ORG "\","
+        "\"received_at\":\"2023-11-14T22:13:20.000Z\"}";
     assert_int_equal(sl_event_prepare(rec_rx, strlen(rec_rx), 9, NOW_MS, &p, err, ERRLEN), 0);
     assert_int_equal(p.row.original_date_ms, RX_MS);
     assert_string_equal(str_member(p.tree, "original_date"), "2023-11-14T22:13:20.000Z");
@@ -1020,29 +1021,34 @@ static void prepare_invalid_records(void **state)
         const char *rec, *message;
     } cases[] = {
         {"{\"reference\":\"r\",\"title\":\"t\"}", "organization: required (a non-empty string)"},
-        {"{\"organization\":\"o\",\"title\":\"t\"}", "reference: required (a non-empty string)"},
-        {"{\"organization\":\"o\",\"reference\":\"r\"}", "title: required (a non-empty string)"},
-        {"{\"organization\":\"o\",\"reference\":\"r\",\"title\":5}",
+        {"{\"organization\":\"" ORG "\",\"title\":\"t\"}",
+         "reference: required (a non-empty string)"},
+        {"{\"organization\":\"" ORG "\",\"reference\":\"r\"}",
+         "title: required (a non-empty string)"},
+        {"{\"organization\":\"" ORG "\",\"reference\":\"r\",\"title\":5}",
          "title: required (a non-empty string)"},
         {"{\"organization\":\"\",\"reference\":\"r\",\"title\":\"t\"}",
          "organization: required (a non-empty string)"},
-        {"{\"organization\":\"o\",\"reference\":\"r\",\"title\":\"t\",\"severity\":9}",
+        {"{\"organization\":\"" ORG "\",\"reference\":\"r\",\"title\":\"t\",\"severity\":9}",
          "severity: expected an integer 0..4"},
-        {"{\"organization\":\"o\",\"reference\":\"r\",\"title\":\"t\",\"observables\":{}}",
+        {"{\"organization\":\"" ORG "\",\"reference\":\"r\",\"title\":\"t\",\"observables\":{}}",
          "observables: expected an array"},
-        {"{\"organization\":\"o\",\"reference\":\"r\",\"title\":\"t\",\"observables\":[1]}",
+        {"{\"organization\":\"" ORG "\",\"reference\":\"r\",\"title\":\"t\",\"observables\":[1]}",
          "observables[0]: expected an object"},
-        {"{\"organization\":\"o\",\"reference\":\"r\",\"title\":\"t\",\"observables\":"
+        {"{\"organization\":\"" ORG "\",\"reference\":\"r\",\"title\":\"t\",\"observables\":"
          "[{\"value\":5}]}",
          "observables[0].value: expected a string"},
-        {"{\"organization\":\"o\",\"reference\":\"r\",\"title\":\"t\",\"observables\":"
+        {"{\"organization\":\"" ORG "\",\"reference\":\"r\",\"title\":\"t\",\"observables\":"
          "[{\"value\":\"x\",\"data_type\":[]}]}",
          "observables[0].data_type: expected a string"},
-        {"{\"organization\":\"o\",\"reference\":\"r\",\"title\":\"t\",\"signature\":1}",
+        {"{\"organization\":\"" ORG "\",\"reference\":\"r\",\"title\":\"t\",\"signature\":1}",
          "signature: expected a string"},
-        {"{\"organization\":\"o\",\"reference\":\"r\",\"title\":\"t\",\"original_date\":\"x\"}",
+        {"{\"organization\":\"" ORG
+         "\",\"reference\":\"r\",\"title\":\"t\",\"original_date\":\"x\"}",
          "original_date: expected an ISO 8601 date-time"},
         {"{\"organization\":\"o\"", "record: malformed JSON"},
+        {"{\"organization\":\"o\",\"reference\":\"r\",\"title\":\"t\"}",
+         "record: organization is not a uuid"},
         {"", "record: malformed JSON"},
         {"[]", "record: expected an object"},
         {"{} {}", "record: unexpected data after the JSON value"},
@@ -1064,7 +1070,7 @@ static void prepare_observable_edge_cases(void **state)
     char err[ERRLEN];
     /* Missing or null values are dropped; a missing data_type is detected. */
     static const char rec[] =
-        "{\"organization\":\"o\",\"reference\":\"r\",\"title\":\"t\",\"observables\":["
+        "{\"organization\":\"" ORG "\",\"reference\":\"r\",\"title\":\"t\",\"observables\":["
         "{\"data_type\":\"ip\"},{\"value\":null},{\"value\":\"a@b.co\"},"
         "{\"value\":\"-\",\"data_type\":\"auto\"},{\"value\":\"x\",\"data_type\":\"user\"}]}";
     assert_int_equal(sl_event_prepare(rec, strlen(rec), 0, NOW_MS, &p, err, ERRLEN), 0);

@@ -437,31 +437,111 @@ static void test_trim_retention_and_commits(void **state)
     assert_int_equal(sl_stream_trim(f->s, "missing", &trimmed), SL_ENOTFOUND);
 }
 
-/* More records than one trim transaction deletes: trim loops until done. */
+/* Records one trim call deletes at most (stream.h). */
+#define TRIM_BUDGET 50000
+
+/* Appends n one-byte records to topic/part in calls of up to 10,000. */
+static void append_bulk(struct sl_stream *s, const char *topic, uint32_t part, size_t n)
+{
+    enum { CHUNK = 10000 };
+    struct sl_stream_msg *m = calloc(CHUNK, sizeof *m);
+    assert_non_null(m);
+    for (size_t i = 0; i < CHUNK; i++)
+        m[i] = (struct sl_stream_msg){"r", 1};
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < CHUNK ? n - done : CHUNK;
+        assert_int_equal(sl_stream_append(s, topic, part, m, k, NULL), 0);
+        done += k;
+    }
+    free(m);
+}
+
+/* Reads every partition of topic in group to the end and commits. */
+static void consume_all(struct sl_stream *s, const char *topic, const char *group, uint32_t nparts,
+                        uint64_t expect)
+{
+    const struct sl_stream_record *recs;
+    uint32_t parts[8];
+    uint64_t n = 0;
+    size_t got;
+    assert_true(nparts <= 8);
+    for (uint32_t p = 0; p < nparts; p++)
+        parts[p] = p;
+    struct sl_stream_consumer *c = sl_stream_consumer_create(s, topic, group, parts, nparts);
+    assert_non_null(c);
+    while ((got = poll_now(c, 50000, &recs)) > 0)
+        n += got;
+    assert_int_equal(n, expect);
+    assert_int_equal(sl_stream_commit(c), 0);
+    sl_stream_consumer_destroy(c);
+}
+
+/* Calls trim until it returns 0, checking that each call stays within the budget and that only
+ * a call that spent the whole budget asks to be called again. Returns the number of calls. */
+static int trim_until_done(struct sl_stream *s, const char *topic, uint64_t *out_total)
+{
+    uint64_t trimmed;
+    int calls = 0, rc;
+    *out_total = 0;
+    do {
+        trimmed = UINT64_MAX;
+        rc = sl_stream_trim(s, topic, &trimmed);
+        calls++;
+        assert_true(rc == 0 || rc == SL_EAGAIN);
+        assert_true(trimmed <= TRIM_BUDGET);
+        if (rc == SL_EAGAIN)
+            assert_int_equal(trimmed, TRIM_BUDGET);
+        *out_total += trimmed;
+    } while (rc == SL_EAGAIN && calls < 100);
+    assert_int_equal(rc, 0);
+    return calls;
+}
+
+/* More records than one trim call may delete: each call does bounded work and returns
+ * SL_EAGAIN until everything eligible is gone. */
 static void test_trim_many(void **state)
 {
     struct fixture *f = *state;
-    const struct sl_stream_record *recs;
-    enum { PER_CALL = 10000, CALLS = 12 };
-    struct sl_stream_msg *m = calloc(PER_CALL, sizeof *m);
-    uint64_t trimmed = 0, n = 0;
-    assert_non_null(m);
-    for (size_t i = 0; i < PER_CALL; i++)
-        m[i] = (struct sl_stream_msg){"r", 1};
+    enum { TOTAL = 120000 };
+    uint64_t total = 0, trimmed = 99;
     assert_int_equal(sl_stream_topic_ensure(f->s, "t", 1, NULL), 0);
-    for (int i = 0; i < CALLS; i++)
-        assert_int_equal(sl_stream_append(f->s, "t", 0, m, PER_CALL, NULL), 0);
-    free(m);
-    struct sl_stream_consumer *c = sl_stream_consumer_create(f->s, "t", "g", (uint32_t[]){0}, 1);
-    size_t got;
-    while ((got = poll_now(c, 50000, &recs)) > 0)
-        n += got;
-    assert_int_equal(n, PER_CALL * CALLS);
-    assert_int_equal(sl_stream_commit(c), 0);
-    sl_stream_consumer_destroy(c);
+    append_bulk(f->s, "t", 0, TOTAL);
+    consume_all(f->s, "t", "g", 1, TOTAL);
+    int calls = trim_until_done(f->s, "t", &total);
+    assert_true(calls > 1);
+    assert_int_equal(calls, 3); /* 50,000 + 50,000 + 20,000 */
+    assert_int_equal(total, TOTAL);
     assert_int_equal(sl_stream_trim(f->s, "t", &trimmed), 0);
-    assert_int_equal(trimmed, PER_CALL * CALLS);
-    assert_int_equal(append_text(f->s, "t", 0, "next"), PER_CALL * CALLS);
+    assert_int_equal(trimmed, 0);
+    assert_int_equal(append_text(f->s, "t", 0, "next"), TOTAL);
+}
+
+/* The budget is per call over all partitions, not per partition; a call that spends it exactly
+ * on the last eligible record reports that nothing is left. */
+static void test_trim_budget_across_partitions(void **state)
+{
+    struct fixture *f = *state;
+    enum { PER_PART = 30000 };
+    uint64_t total = 0, trimmed = 99, n = 0;
+    assert_int_equal(sl_stream_topic_ensure(f->s, "t", 3, NULL), 0);
+    for (uint32_t p = 0; p < 3; p++)
+        append_bulk(f->s, "t", p, PER_PART);
+    consume_all(f->s, "t", "g", 3, 3 * PER_PART);
+    assert_int_equal(sl_stream_trim(f->s, "t", &trimmed), SL_EAGAIN);
+    assert_int_equal(trimmed, TRIM_BUDGET);
+    assert_int_equal(sl_stream_backlog(f->s, "t", "g", &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(trim_until_done(f->s, "t", &total), 1);
+    assert_int_equal(total, 3 * PER_PART - TRIM_BUDGET);
+
+    /* Exactly the budget eligible, split over two partitions: one call, and it returns 0. */
+    assert_int_equal(sl_stream_topic_ensure(f->s, "u", 2, NULL), 0);
+    append_bulk(f->s, "u", 0, TRIM_BUDGET / 2);
+    append_bulk(f->s, "u", 1, TRIM_BUDGET / 2);
+    consume_all(f->s, "u", "g", 2, TRIM_BUDGET);
+    assert_int_equal(sl_stream_trim(f->s, "u", &trimmed), 0);
+    assert_int_equal(trimmed, TRIM_BUDGET);
+    assert_int_equal(append_text(f->s, "u", 1, "next"), TRIM_BUDGET / 2);
 }
 
 static void test_full_then_usable(void **state)
@@ -825,6 +905,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_topic_grow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trim_retention_and_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trim_many, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trim_budget_across_partitions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_then_usable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_fails_only_the_big_caller, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_names, setup, teardown),
