@@ -14,6 +14,7 @@
 
 #define FILTER_TEXT_MAX 1024 /* longest status, signature, tag or observable filter */
 #define PAGE_MAX        10000000
+#define LIST_OFFSET_MAX 10000000 /* events a page may skip: deeper is what start/end is for */
 
 /* ---- POST /api/v2.0/event/_bulk ---- */
 
@@ -155,8 +156,12 @@ void sl_api_ingest(struct sl_api *api, struct sl_http_req *req)
     if (rc == SL_EINVAL) {
         reply_bad_body(req, offset, err);
         goto out;
+    } else if (rc == SL_EFULL) {
+        sl_http_reply_error(req, 413, "body too large", err); /* too many tiny values */
+        goto out;
     } else if (rc) {
-        sl_http_reply_error(req, 503, "out of memory", sl_strerror(rc));
+        sl_http_req_add_header(req, "Retry-After", "1");
+        sl_http_reply_error(req, 503, "out of memory", "nothing was accepted; try again");
         goto out;
     }
     n = (size_t)cJSON_GetArraySize(events);
@@ -325,21 +330,49 @@ int sl_api_event_filter_parse(const struct sl_http_query *q, struct sl_event_fil
     return 0;
 }
 
-static char *list_body(const char *events, const struct sl_event_filter *f, int64_t total,
+/* Wraps the store's array (malloc'd) into the answer in place: the buffer grows by the few
+ * bytes of the wrapper and the array moves up, so a page of up to 32 MiB is never held twice.
+ * Returns the body, which took events over, or NULL (events still the caller's). */
+static char *list_body(char *events, const struct sl_event_filter *f, int64_t total,
                        size_t *out_len)
 {
+    static const char head[] = "{\"events\":";
+    const size_t hlen = sizeof(head) - 1;
     int64_t pages = (total + f->page_size - 1) / f->page_size;
-    size_t cap = strlen(events) + 160;
-    char *out = malloc(cap);
+    char tail[160];
+    int n =
+        snprintf(tail, sizeof(tail),
+                 ",\"pagination\":{\"total_results\":%lld,\"pages\":%lld,\"page\":%lld,"
+                 "\"page_size\":%lld}}",
+                 (long long)total, (long long)pages, (long long)f->page, (long long)f->page_size);
+    if (n < 0 || (size_t)n >= sizeof(tail))
+        return NULL;
+    size_t len = strlen(events);
+    char *out = realloc(events, hlen + len + (size_t)n + 1);
     if (!out)
         return NULL;
-    int n = snprintf(out, cap,
-                     "{\"events\":%s,\"pagination\":{\"total_results\":%lld,\"pages\":%lld,"
-                     "\"page\":%lld,\"page_size\":%lld}}",
-                     events, (long long)total, (long long)pages, (long long)f->page,
-                     (long long)f->page_size);
-    *out_len = (size_t)n;
+    memmove(out + hlen, out, len);
+    memcpy(out, head, hlen);
+    memcpy(out + hlen + len, tail, (size_t)n + 1);
+    *out_len = hlen + len + (size_t)n;
     return out;
+}
+
+/* Answers a failed sl_store_event_list. Neither a too large page nor a too expensive query
+ * gets better by retrying, so they carry no Retry-After. */
+static void reply_list_error(struct sl_http_req *req, int rc)
+{
+    if (rc == SL_EINVAL)
+        sl_http_reply_error(req, 400, "invalid parameter", "page or page_size out of range");
+    else if (rc == SL_EFULL) /* the store's LIST_MAX_BYTES */
+        sl_http_reply_error(req, 400, "page too large",
+                            "the events of this page exceed 32 MiB; lower page_size");
+    else if (rc == SL_ETIMEDOUT) /* the store's LIST_DEADLINE_MS */
+        sl_http_reply_error(req, 503, "query too expensive",
+                            "the query ran longer than 10 s and was stopped; narrow the time "
+                            "range (start/end) or the filters");
+    else
+        sl_api_reply_store_error(req, rc);
 }
 
 enum sl_http_next sl_api_event_list(struct sl_api *api, struct sl_http_req *req)
@@ -352,6 +385,16 @@ enum sl_http_next sl_api_event_list(struct sl_api *api, struct sl_http_req *req)
         sl_http_reply_error(req, 400, "invalid parameter", err);
         return SL_HTTP_DONE;
     }
+    /* (page-1)*page_size > LIST_OFFSET_MAX, without the overflow. The store would read and
+     * drop every skipped event. */
+    if (f.page - 1 > LIST_OFFSET_MAX / f.page_size) {
+        snprintf(err, sizeof(err),
+                 "page=%lld: with page_size=%lld it skips more than %d events; page through a "
+                 "narrower time range (start/end) instead",
+                 (long long)f.page, (long long)f.page_size, LIST_OFFSET_MAX);
+        sl_http_reply_error(req, 400, "invalid parameter", err);
+        return SL_HTTP_DONE;
+    }
     struct sl_store *st = sl_api_store_get(api, req);
     if (!st) {
         sl_api_reply_store_error(req, 0);
@@ -359,17 +402,17 @@ enum sl_http_next sl_api_event_list(struct sl_api *api, struct sl_http_req *req)
     }
     int rc = sl_store_event_list(st, &f, &events, &total);
     sl_api_store_put(api, req);
-    if (rc == SL_EINVAL) {
-        sl_http_reply_error(req, 400, "invalid parameter", "page or page_size out of range");
-    } else if (rc) {
-        sl_api_reply_store_error(req, rc);
+    if (rc) {
+        reply_list_error(req, rc);
     } else {
         size_t len = 0;
         char *body = list_body(events, &f, total, &len);
-        if (body)
+        if (body) {
+            events = NULL; /* now the body's */
             sl_http_reply(req, 200, "application/json", body, len);
-        else
+        } else {
             sl_http_reply_error(req, 503, "out of memory", NULL);
+        }
     }
     free(events);
     return SL_HTTP_DONE;

@@ -119,8 +119,12 @@ int sl_store_put_events(struct sl_store *st, const struct sl_store_event *evs, s
 /* The stored document of one event of org, as a malloc'd JSON string the caller frees.
  * SL_ENOTFOUND if absent or in another organization. */
 int sl_store_event_get(struct sl_store *st, const char *org, const char *uuid, char **out_doc);
-/* One page of events matching f, as a malloc'd JSON array string, and the total number of
- * matches. SL_EINVAL for a bad page or page_size. */
+/* One page of events matching f, as a malloc'd JSON array string the caller frees, and the
+ * total number of matches. Errors: SL_EINVAL for a bad page or page_size (or an offset that
+ * overflows); SL_EFULL when the page's documents exceed the size limit of one page (32 MiB on
+ * SQLite; a smaller page_size may fit); SL_ETIMEDOUT when the count or the page took longer than
+ * the read deadline (10 s on SQLite; narrower filters or a shorter time range may fit);
+ * SL_EBUSY, SL_EIO, SL_ENOMEM. On error *out_json is NULL. */
 int sl_store_event_list(struct sl_store *st, const struct sl_event_filter *f, char **out_json,
                         int64_t *out_total);
 /* Stored events of org (NULL: all organizations). */
@@ -128,5 +132,10 @@ int sl_store_event_count(struct sl_store *st, const char *org, int64_t *out_coun
 
 /* The SQLite backend's constructor (used by sl_store_open). */
 struct sl_store *sl_store_sqlite_open(const char *path, char *err, size_t errlen);
+/* For unit tests only: sets the SQLite handle's page size limit and read deadline of
+ * event_list. 0 restores the built-in value; a negative deadline has passed before the query
+ * starts. Does nothing on another backend. */
+void sl_store_sqlite_test_limits(struct sl_store *st, size_t list_max_bytes,
+                                 int64_t list_deadline_ms);
 
 #endif

@@ -24,10 +24,17 @@
 #define MERGE_BATCH     500  /* a typical put_events batch, for merge_threshold */
 #define PROBE_MAX       64   /* a longer chain means a broken table, not bad luck */
 #define LIST_PAGE_MAX   1000 /* events per event_list page */
-#define LIST_MAX_BYTES  ((size_t)256 << 20)
-#define COUNT_SLOTS     16
-#define KEY_ID_BYTES    8  /* 16 hex characters */
-#define SECRET_BYTES    32 /* 43 base64url characters */
+/* One event_list page's JSON array. The api holds it in memory while it answers, so a page of
+ * large documents is refused (SL_EFULL: ask for fewer) rather than built without bound. */
+#define LIST_MAX_BYTES ((size_t)32 << 20)
+/* Wall-clock budget of one event_list (count and page). Tag and observable filters read every
+ * document in the time range, and a long request withholds the api's heartbeat (the supervisor
+ * kills an api that misses SLUICE_WORKER_HANG_TIMEOUT), so a longer query is stopped. */
+#define LIST_DEADLINE_MS 10000
+#define LIST_CHECK_OPS   10000 /* VM instructions between two looks at the clock */
+#define COUNT_SLOTS      16
+#define KEY_ID_BYTES     8  /* 16 hex characters */
+#define SECRET_BYTES     32 /* 43 base64url characters */
 
 /* Schema version 1. events is appended in seq order and carries one cheap index for listing.
  * The dedup set maps the first 64 bits of the event uuid (itself derived from organization and
@@ -166,6 +173,12 @@ struct sqlite_store {
      * so the mapping stays valid across transactions and processes. */
     char org_uuid[SL_UUID_LEN + 1];
     int64_t org_id;
+    /* event_list's limits (LIST_MAX_BYTES, LIST_DEADLINE_MS unless a test changed them) and
+     * the state of the running one's progress handler. */
+    size_t list_max_bytes;
+    int64_t list_deadline_ms;
+    int64_t deadline; /* sl_mono_ms() after which the progress handler interrupts */
+    int deadline_hit; /* the handler interrupted the current statement */
 };
 
 /* Per-organization numbers of events stored by one batch, written to event_counts at commit. */
@@ -182,10 +195,16 @@ static struct sqlite_store *from_base(struct sl_store *st)
     return (struct sqlite_store *)st;
 }
 
-/* Maps a failed SQLite call to SL_EBUSY or SL_EIO and logs what failed. */
+/* Maps a failed SQLite call to SL_EBUSY, SL_ETIMEDOUT (interrupted by the read deadline) or
+ * SL_EIO and logs what failed. */
 static int fail(struct sqlite_store *s, int rc, const char *what)
 {
     int prim = rc & 0xff;
+    if (prim == SQLITE_INTERRUPT && s->deadline_hit) {
+        SL_WARN("store: %s: stopped at the %lld ms deadline of a read", what,
+                (long long)s->list_deadline_ms);
+        return SL_ETIMEDOUT;
+    }
     if (prim == SQLITE_BUSY || prim == SQLITE_LOCKED) {
         SL_WARN("store: %s: database busy: %s", what, sqlite3_errmsg(s->db));
         return SL_EBUSY;
@@ -372,6 +391,8 @@ struct sl_store *sl_store_sqlite_open(const char *path, char *err, size_t errlen
         return NULL;
     }
     s->base.ops = &sqlite_ops;
+    s->list_max_bytes = LIST_MAX_BYTES;
+    s->list_deadline_ms = LIST_DEADLINE_MS;
     /* NOMUTEX: a handle is used by one thread at a time, so SQLite's per-call mutex is waste. */
     int flags =
         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
@@ -1017,6 +1038,8 @@ static int outbuf_put(struct outbuf *b, const char *data, size_t n)
         size_t cap = b->cap ? b->cap : 4096;
         while (cap < b->len + n + 1)
             cap *= 2;
+        if (cap > b->max + 1) /* never allocate past the maximum (+1 for the NUL) */
+            cap = b->max + 1;
         char *p = realloc(b->p, cap);
         if (!p)
             return SL_ENOMEM;
@@ -1117,11 +1140,21 @@ static int list_docs(struct sqlite_store *s, sqlite3_stmt *q, struct outbuf *b)
     return rc;
 }
 
+/* The progress handler of event_list: interrupts the statement once the deadline passed. */
+static int list_progress(void *arg)
+{
+    struct sqlite_store *s = arg;
+    if (sl_mono_ms() < s->deadline)
+        return 0;
+    s->deadline_hit = 1;
+    return 1;
+}
+
 static int sqlite_event_list(struct sl_store *st, const struct sl_event_filter *f, char **out_json,
                              int64_t *out_total)
 {
     struct sqlite_store *s = from_base(st);
-    struct outbuf b = {.max = LIST_MAX_BYTES};
+    struct outbuf b = {.max = s->list_max_bytes};
     sqlite3_stmt *list = s->st[f && f->sort_asc ? ST_LIST_ASC : ST_LIST_DESC];
     int rc;
     *out_json = NULL;
@@ -1131,6 +1164,9 @@ static int sqlite_event_list(struct sl_store *st, const struct sl_event_filter *
     rc = exec_simple(s, ST_BEGIN);
     if (rc)
         return rc;
+    s->deadline = sl_mono_ms() + s->list_deadline_ms;
+    s->deadline_hit = 0;
+    sqlite3_progress_handler(s->db, LIST_CHECK_OPS, list_progress, s);
     rc = list_total(s, f, out_total);
     if (rc == 0) {
         bind_filter(list, f);
@@ -1139,6 +1175,10 @@ static int sqlite_event_list(struct sl_store *st, const struct sl_event_filter *
         rc = list_docs(s, list, &b);
         done(list);
     }
+    /* Off before COMMIT or ROLLBACK, which must not be interrupted, and before the handle's
+     * next call (writes have no deadline). */
+    sqlite3_progress_handler(s->db, 0, NULL, NULL);
+    s->deadline_hit = 0;
     if (rc == 0)
         rc = exec_simple(s, ST_COMMIT);
     if (rc) {
@@ -1148,6 +1188,16 @@ static int sqlite_event_list(struct sl_store *st, const struct sl_event_filter *
     }
     *out_json = b.p;
     return 0;
+}
+
+void sl_store_sqlite_test_limits(struct sl_store *st, size_t list_max_bytes,
+                                 int64_t list_deadline_ms)
+{
+    struct sqlite_store *s = from_base(st);
+    if (st->ops != &sqlite_ops)
+        return;
+    s->list_max_bytes = list_max_bytes ? list_max_bytes : LIST_MAX_BYTES;
+    s->list_deadline_ms = list_deadline_ms ? list_deadline_ms : LIST_DEADLINE_MS;
 }
 
 static const struct sl_store_ops sqlite_ops = {

@@ -116,7 +116,7 @@ static void tev_make(struct tev *t, const char *org, const struct tev_spec *sp, 
     } else {
         const char *parts[] = {org, sp->ref};
         size_t lens[] = {strlen(org), strlen(sp->ref)};
-        sl_uuid_from_parts(parts, lens, 2, t->uuid);
+        assert_int_equal(sl_uuid_from_parts(parts, lens, 2, t->uuid), 0);
     }
     int n = snprintf(t->doc, sizeof(t->doc),
                      "{\"reference\":\"%s\",\"uuid\":\"%s\",\"organization\":\"%s\","
@@ -808,6 +808,110 @@ static void test_list_pages(void **state)
     }
 }
 
+/* A page whose documents exceed the 32 MiB page limit is refused with SL_EFULL (not built up to
+ * some larger size); a smaller page of the same events fits. */
+#define BIG_EVENTS    5
+#define BIG_DOC_BYTES ((size_t)7 << 20)
+
+static void test_list_page_too_large(void **state)
+{
+    struct fx *fx = *state;
+    struct tev *ts = calloc(BIG_EVENTS, sizeof(*ts));
+    struct sl_store_event rows[BIG_EVENTS];
+    enum sl_put_outcome out[BIG_EVENTS];
+    char *docs[BIG_EVENTS], *json = NULL;
+    int64_t total = 0;
+    assert_non_null(ts);
+    for (int i = 0; i < BIG_EVENTS; i++) {
+        char ref[16];
+        snprintf(ref, sizeof(ref), "big-%d", i);
+        tev_simple(&ts[i], fx->org.uuid, ref, NULL, (uint64_t)i);
+        docs[i] = malloc(BIG_DOC_BYTES + 1);
+        assert_non_null(docs[i]);
+        int n = snprintf(docs[i], BIG_DOC_BYTES, "{\"reference\":\"%s\",\"pad\":\"", ref);
+        assert_true(n > 0);
+        memset(docs[i] + n, 'x', BIG_DOC_BYTES - (size_t)n - 2);
+        memcpy(docs[i] + BIG_DOC_BYTES - 2, "\"}", 3);
+        rows[i] = ts[i].row;
+        rows[i].doc = docs[i];
+        rows[i].doc_len = BIG_DOC_BYTES;
+    }
+    assert_int_equal(sl_store_put_events(fx->st, rows, BIG_EVENTS, out), 0);
+
+    /* 5 x 7 MiB > 32 MiB. */
+    struct sl_event_filter f = {.org = fx->org.uuid, .page = 1, .page_size = BIG_EVENTS};
+    assert_int_equal(sl_store_event_list(fx->st, &f, &json, &total), SL_EFULL);
+    assert_null(json);
+
+    /* 4 x 7 MiB fits, on the same handle. */
+    f.page_size = 4;
+    assert_int_equal(sl_store_event_list(fx->st, &f, &json, &total), 0);
+    assert_non_null(json);
+    assert_int_equal(total, BIG_EVENTS);
+    assert_int_equal(strlen(json), 2 + 4 * BIG_DOC_BYTES + 3);
+    assert_int_equal(json[0], '[');
+    assert_int_equal(json[strlen(json) - 1], ']');
+    free(json);
+    json = NULL;
+    f.page = 2;
+    assert_int_equal(sl_store_event_list(fx->st, &f, &json, &total), 0);
+    assert_int_equal(strlen(json), 2 + BIG_DOC_BYTES);
+    free(json);
+    json = NULL;
+
+    /* The limit is on the page's bytes, whatever the page size: with it lowered below one
+     * document even a page of one event is refused. */
+    sl_store_sqlite_test_limits(fx->st, BIG_DOC_BYTES, 0);
+    f.page = 1, f.page_size = 1;
+    assert_int_equal(sl_store_event_list(fx->st, &f, &json, &total), SL_EFULL);
+    assert_null(json);
+    sl_store_sqlite_test_limits(fx->st, 0, 0);
+    assert_int_equal(sl_store_event_list(fx->st, &f, &json, &total), 0);
+    free(json);
+    for (int i = 0; i < BIG_EVENTS; i++)
+        free(docs[i]);
+    free(ts);
+}
+
+/* A list query that runs past the read deadline is interrupted (SL_ETIMEDOUT), and the handle
+ * is left usable: no open transaction, no progress handler. */
+static void test_list_deadline(void **state)
+{
+    struct fx *fx = *state;
+    char *json = NULL;
+    int64_t total = -1;
+    struct tev t;
+    enum sl_put_outcome out[1];
+    put_fillers(fx->st, fx->org.uuid, "slow", 3000);
+
+    /* A deadline already passed: the first check of the clock (after 10,000 VM steps) stops
+     * the count, which reads every document for the tag filter. */
+    sl_store_sqlite_test_limits(fx->st, 0, -1);
+    struct sl_event_filter f = {.org = fx->org.uuid, .page = 1, .page_size = 10, .tag = "auth"};
+    assert_int_equal(sl_store_event_list(fx->st, &f, &json, &total), SL_ETIMEDOUT);
+    assert_null(json);
+    f.tag = NULL, f.observable = "10.0.0.1";
+    assert_int_equal(sl_store_event_list(fx->st, &f, &json, &total), SL_ETIMEDOUT);
+    assert_null(json);
+
+    /* The read left no transaction open (BEGIN IMMEDIATE would fail inside one) and no
+     * progress handler: writes of far more than 10,000 VM steps, with the deadline still
+     * passed, are not interrupted. */
+    tev_simple(&t, fx->org.uuid, "after", NULL, 9999);
+    assert_int_equal(put(fx->st, &t, 1, out), 0);
+    assert_int_equal(out[0], SL_PUT_STORED);
+    put_fillers(fx->st, fx->org.uuid, "more", 1000);
+
+    /* With the normal deadline the same query completes. */
+    sl_store_sqlite_test_limits(fx->st, 0, 0);
+    f.observable = NULL, f.tag = "auth";
+    expect_list(fx->st, &f, "", 0);
+    f.tag = NULL, f.signature = "sig", f.page_size = 2;
+    assert_int_equal(sl_store_event_list(fx->st, &f, &json, &total), 0);
+    assert_int_equal(total, 4001);
+    free(json);
+}
+
 /* ---- two handles, as two worker processes would have ---- */
 
 #define CONC_BATCH 40
@@ -911,6 +1015,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_event_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_page_too_large, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_handles, setup, teardown),
     };
     sl_log_level_current = SL_LOG_WARN;
