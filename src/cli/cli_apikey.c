@@ -19,7 +19,6 @@ static const char apikey_usage[] =
 int sl_cli_apikey(int argc, char **argv)
 {
     const char *org_name = NULL, *role = "agent";
-    char err[512];
     if (sl_cli_wants_help(argc, argv)) {
         fputs(apikey_usage, stdout);
         return 0;
@@ -47,13 +46,10 @@ int sl_cli_apikey(int argc, char **argv)
         return 2;
     }
     struct sl_config cfg;
-    if (sl_cli_load_config(&cfg))
-        return 2;
-    struct sl_store *st = sl_store_open(cfg.data_dir, err, sizeof(err));
-    if (!st) {
-        fprintf(stderr, "sluice: cannot open the store in %s: %s\n", cfg.data_dir, err);
-        return 1;
-    }
+    int code = 0;
+    struct sl_store *st = sl_cli_open_store(&cfg, &code);
+    if (!st)
+        return code;
     struct sl_org org;
     char key[SL_APIKEY_MAX];
     int rc = sl_store_org_get(st, NULL, org_name, &org);

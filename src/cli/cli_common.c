@@ -1,6 +1,7 @@
 /* Helpers shared by the subcommands: configuration loading and help detection. */
 #include "cli/cli.h"
 #include "core/log.h"
+#include "store/store.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -27,4 +28,19 @@ int sl_cli_wants_help(int argc, char **argv)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help") || !strcmp(argv[i], "help"))
             return 1;
     return 0;
+}
+
+struct sl_store *sl_cli_open_store(struct sl_config *cfg, int *out_code)
+{
+    char err[512];
+    if (sl_cli_load_config(cfg)) {
+        *out_code = 2;
+        return NULL;
+    }
+    struct sl_store *st = sl_store_open(cfg->data_dir, err, sizeof(err));
+    if (!st) {
+        fprintf(stderr, "sluice: cannot open the store in %s: %s\n", cfg->data_dir, err);
+        *out_code = 1;
+    }
+    return st;
 }

@@ -17,7 +17,6 @@ static const char org_usage[] =
 int sl_cli_org(int argc, char **argv)
 {
     struct sl_config cfg;
-    char err[512];
     if (sl_cli_wants_help(argc, argv)) {
         fputs(org_usage, stdout);
         return 0;
@@ -26,13 +25,10 @@ int sl_cli_org(int argc, char **argv)
         fputs(org_usage, stderr);
         return 2;
     }
-    if (sl_cli_load_config(&cfg))
-        return 2;
-    struct sl_store *st = sl_store_open(cfg.data_dir, err, sizeof(err));
-    if (!st) {
-        fprintf(stderr, "sluice: cannot open the store in %s: %s\n", cfg.data_dir, err);
-        return 1;
-    }
+    int code = 0;
+    struct sl_store *st = sl_cli_open_store(&cfg, &code);
+    if (!st)
+        return code;
     struct sl_org org;
     int rc = sl_store_org_create(st, argv[2], &org);
     sl_store_close(st);
