@@ -683,6 +683,26 @@ static int lmdb_topic_ensure(struct sl_stream *base, const char *topic, uint32_t
 
 /* Writes one request into txn. Refuses a missing topic or partition before writing anything;
  * any other error leaves txn unusable (the caller aborts it). */
+/* Whether key sorts after every record in the tree. Then the request's records (ascending
+ * keys) can be put with MDB_APPEND, which fills pages completely; an insert inside the tree
+ * splits pages in half. This is the case for the highest partition of the newest topic, so
+ * for every append of a single-partition topic (one worker, the default on 2 cores). */
+static int at_tree_end(struct lmdb_stream *s, MDB_txn *txn, const unsigned char *key)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int end = 0;
+    if (mdb_cursor_open(txn, s->records, &cur) != 0)
+        return 0;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rc == MDB_NOTFOUND)
+        end = 1;
+    else if (rc == 0 && k.mv_size == REC_KEY_LEN)
+        end = memcmp(key, k.mv_data, REC_KEY_LEN) > 0;
+    mdb_cursor_close(cur);
+    return end;
+}
+
 static int req_apply(struct lmdb_stream *s, MDB_txn *txn, struct append_req *r, int64_t now)
 {
     unsigned char kbuf[REC_KEY_LEN];
@@ -694,10 +714,16 @@ static int req_apply(struct lmdb_stream *s, MDB_txn *txn, struct append_req *r, 
     if (r->partition >= parts)
         return SL_ENOTFOUND;
     rc = part_next_get(s, txn, id, r->partition, &next);
+    unsigned flags = MDB_RESERVE;
+    if (rc == 0) {
+        rec_key(kbuf, id, r->partition, next);
+        if (at_tree_end(s, txn, kbuf))
+            flags |= MDB_APPEND;
+    }
     for (size_t i = 0; rc == 0 && i < r->n; i++) {
         MDB_val k = {sizeof kbuf, kbuf}, v = {TS_LEN + r->msgs[i].len, NULL};
         rec_key(kbuf, id, r->partition, next + i);
-        rc = map_mdb(mdb_put(txn, s->records, &k, &v, MDB_RESERVE), "append");
+        rc = map_mdb(mdb_put(txn, s->records, &k, &v, flags), "append");
         if (rc == 0) {
             put_be64(v.mv_data, (uint64_t)now);
             if (r->msgs[i].len)

@@ -13,6 +13,7 @@
 #include <ftw.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,6 +227,36 @@ static void test_commit_offsets_explicit(void **state)
     c = sl_stream_consumer_create(f->s, "t", "g", (uint32_t[]){0, 1}, 2);
     assert_int_equal(poll_now(c, 20, &recs), 12); /* resumes at 3 and 5, not at the poll end */
     assert_int_equal(sl_stream_commit_offsets(c, NULL, NULL, 0), 0);
+    sl_stream_consumer_destroy(c);
+}
+
+/* Appends at the end of the tree fill LMDB pages completely (MDB_APPEND): 3,000 records of
+ * 1,200 bytes, three to a 4 KiB page, take about 4 MB; half-full split pages would take 6. */
+static void test_appends_fill_pages(void **state)
+{
+    struct fixture *f = *state;
+    static char payload[1200];
+    struct sl_stream_msg msgs[100];
+    char path[128];
+    struct stat st;
+    memset(payload, 'x', sizeof payload);
+    for (size_t i = 0; i < 100; i++)
+        msgs[i] = (struct sl_stream_msg){payload, sizeof payload};
+    assert_int_equal(sl_stream_topic_ensure(f->s, "t", 1, NULL), 0);
+    for (int i = 0; i < 30; i++)
+        assert_int_equal(sl_stream_append(f->s, "t", 0, msgs, 100, NULL), 0);
+    snprintf(path, sizeof path, "%s/data.mdb", f->dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(st.st_size < 5 * 1024 * 1024);
+    struct sl_stream_consumer *c = sl_stream_consumer_create(f->s, "t", "g", (uint32_t[]){0}, 1);
+    const struct sl_stream_record *recs;
+    size_t total = 0, n;
+    while ((n = poll_now(c, 1000, &recs)) > 0) {
+        assert_int_equal(recs[0].offset, total);
+        assert_int_equal(recs[0].len, sizeof payload);
+        total += n;
+    }
+    assert_int_equal(total, 3000);
     sl_stream_consumer_destroy(c);
 }
 
@@ -900,6 +931,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_redelivers_uncommitted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_offsets_explicit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_appends_fill_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disjoint_consumers_fair, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backlog, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topic_grow, setup, teardown),
