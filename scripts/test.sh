@@ -32,7 +32,7 @@ fuzz() {
     local name corpus
     name=$(basename "$f"); name=${name#fuzz_}
     corpus=$(mktemp -d); cp -r "tests/fuzz/corpus/$name/." "$corpus/" 2>/dev/null || true
-    "$f" -max_total_time="$secs" -max_len=65536 -artifact_prefix="$results/" "$corpus" \
+    "$f" -max_total_time="$secs" -timeout=25 -max_len=65536 -artifact_prefix="$results/" "$corpus" \
       > "$results/fuzz_$name.log" 2>&1 || ok=1
     tail -n 3 "$results/fuzz_$name.log"
     rm -rf "$corpus"

@@ -43,11 +43,44 @@ static void check_message(const char *msg)
     }
 }
 
+/* The stored doc must say exactly what the prepared tree says: same top-level members, each
+ * printing the same. (cJSON_Compare is exponential in the nesting depth.) */
+static void check_doc(const struct sl_event_prepared *p)
+{
+    cJSON *doc = cJSON_Parse(p->row.doc);
+    int ok = doc && cJSON_GetArraySize(doc) == cJSON_GetArraySize(p->tree);
+    for (const cJSON *m = p->tree->child; ok && m; m = m->next) {
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(doc, m->string);
+        const cJSON *first = cJSON_GetObjectItemCaseSensitive(p->tree, m->string);
+        char *a = d ? cJSON_PrintUnformatted(d) : NULL, *b = cJSON_PrintUnformatted(first);
+        ok = a && b && strcmp(a, b) == 0;
+        cJSON_free(a);
+        cJSON_free(b);
+    }
+    if (!ok) {
+        fprintf(stderr, "doc differs from the prepared event:\n%s\n", p->row.doc);
+        abort();
+    }
+    cJSON_Delete(doc);
+}
+
+/* Any bytes as a stream record: prepare may refuse them, but what it accepts must be right. */
+static void prepare_raw(const uint8_t *data, size_t size)
+{
+    struct sl_event_prepared p;
+    char err[256];
+    if (sl_event_prepare(data, size, 2, 1700000002000LL, &p, err, sizeof(err)) == 0)
+        check_doc(&p);
+    sl_event_prepared_fini(&p);
+}
+
 static void prepare_record(const char *rec, size_t len)
 {
     struct sl_event_prepared p;
     char err[256];
     int rc = sl_event_prepare(rec, len, 1, 1700000001000LL, &p, err, sizeof(err));
+    if (rc == 0)
+        check_doc(&p);
     if (rc == 0 && (!p.row.doc || strlen(p.row.doc) != p.row.doc_len || !p.row.uuid[0] ||
                     strlen(p.row.signature) != 32)) {
         fprintf(stderr, "prepared row is incomplete\n");
@@ -62,6 +95,7 @@ static void prepare_record(const char *rec, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    prepare_raw(data, size);
     static const struct sl_ingest_ctx ctx = {"11111111-2222-3333-4444-555555555555", "key-1",
                                              "agent", "task-1", 1700000000000LL};
     cJSON *root = NULL, *events = NULL, *ev;

@@ -1207,6 +1207,45 @@ static void detect_type_table(void **state)
     assert_string_equal(sl_event_detect_type("443443", 3), "port");
 }
 
+/* The doc says what the prepared event says, whatever the record's spacing, escapes or
+ * nesting, and a key spelled with escapes never yields a member twice. */
+static void prepare_doc_matches(void **state)
+{
+    (void)state;
+    struct sl_event_prepared p;
+    char err[ERRLEN];
+    static const char rec[] =
+        "{ \"organization\" : \"" ORG "\" , \"reference\":\"r\", \"title\":\"t\\\"q\", "
+        "\"n\": 1.50, \"nested\": {\"a\": [1, {\"b\": \"}\"}]}, \"observables\":["
+        "{\"value\":\"1.2.3.4\",\"data_type\":\"auto\"}], \"signature\": \"s\" }";
+    assert_int_equal(sl_event_prepare(rec, strlen(rec), 0, NOW_MS, &p, err, ERRLEN), 0);
+    assert_non_null(strstr(p.row.doc, "\"n\":1.5"));
+    assert_non_null(strstr(p.row.doc, "\"nested\":{\"a\":[1,{\"b\":\"}\"}]}"));
+    cJSON *doc = cJSON_Parse(p.row.doc);
+    assert_non_null(doc);
+    assert_string_equal(str_member(doc, "title"), "t\"q");
+    assert_string_equal(str_member(doc, "signature_client"), "s");
+    assert_string_equal(str_member(doc, "signature"), p.signature);
+    assert_string_equal(str_member(doc, "uuid"), p.uuid);
+    assert_member_json(doc, "observables", "[{'value':'1.2.3.4','data_type':'ip'}]");
+    assert_int_equal(cJSON_GetArraySize(doc), cJSON_GetArraySize(p.tree));
+    cJSON_Delete(doc);
+    sl_event_prepared_fini(&p);
+
+    static const char escaped[] = "{\"organization\":\"" ORG "\",\"reference\":\"r\","
+                                  "\"title\":\"t\",\"sign\\u0061ture\":\"s\"}";
+    assert_int_equal(sl_event_prepare(escaped, strlen(escaped), 0, NOW_MS, &p, err, ERRLEN), 0);
+    doc = cJSON_Parse(p.row.doc);
+    assert_non_null(doc);
+    int signatures = 0;
+    for (cJSON *m = doc->child; m; m = m->next)
+        signatures += strcmp(m->string, "signature") == 0;
+    assert_int_equal(signatures, 1);
+    assert_string_equal(str_member(doc, "signature"), p.signature);
+    cJSON_Delete(doc);
+    sl_event_prepared_fini(&p);
+}
+
 /* Runs last: installs the tagged cJSON allocator for the whole process. A batch prepared with an
  * arena is released by one reset; heap trees made around it still free normally. */
 static void prepare_in_arena(void **state)
@@ -1281,6 +1320,7 @@ int main(void)
         cmocka_unit_test(prepare_observable_edge_cases),
         cmocka_unit_test(signature_vectors),
         cmocka_unit_test(detect_type_table),
+        cmocka_unit_test(prepare_doc_matches),
         cmocka_unit_test(prepare_in_arena), /* last: it installs the allocator */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
