@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Configures and builds sluice into a build directory.
 # Usage: scripts/build.sh [release|asan|fuzz]   (default release -> build/)
+# SLUICE_BUILD_TESTS=OFF skips the unit tests (and so the need for cmocka).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kind=${1:-release}
@@ -12,5 +13,6 @@ case "$kind" in
                                  -DSLUICE_SANITIZE=ON -DSLUICE_FUZZ=ON -DSLUICE_TESTS=OFF) ;;
   *) echo "usage: $0 [release|asan|fuzz]" >&2; exit 2 ;;
 esac
+[ "$kind" = fuzz ] || opts+=(-DSLUICE_TESTS="${SLUICE_BUILD_TESTS:-ON}")
 cmake -S . -B "$dir" "${opts[@]}" >/dev/null
 cmake --build "$dir" -j "$jobs"

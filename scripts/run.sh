@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --run-only
-bash scripts/build.sh release
+SLUICE_BUILD_TESTS=OFF bash scripts/build.sh release
 exec build/sluice serve
