@@ -33,14 +33,19 @@ def wait_settled(client, at_least, timeout=600):
     wait_for(f"backlog drained with >= {at_least} stored", probe, timeout, interval=0.2)
 
 
-def test_worker_sigkill_under_load(servers):
+def two_workers_under_load(servers, name, total):
+    """A server with two workers (checked every second) and a Loader sending `total` events
+    from 4 threads; returns (server, client, total, loader)."""
     srv = servers(env={"REFLEX_EVENT_PROCESSOR_WORKER_COUNT": "2",
                        "REFLEX_EVENT_PROCESSOR_WORKER_CHECK_INTERVAL": "1"})
-    c = srv.client()
-    total = scaled(200_000)
-    p = new_prefix("wkill")
-    ld = Loader(lambda: srv.url, srv.admin_key(), p, total, batch=500, threads=4,
+    total = scaled(total)
+    ld = Loader(lambda: srv.url, srv.admin_key(), new_prefix(name), total, batch=500, threads=4,
                 stop_on_error=False).start()
+    return srv, srv.client(), total, ld
+
+
+def test_worker_sigkill_under_load(servers):
+    srv, c, total, ld = two_workers_under_load(servers, "wkill", 200_000)
 
     kills = []
     for frac in (0.15, 0.35, 0.55, 0.75):
@@ -82,13 +87,7 @@ def test_worker_sigkill_under_load(servers):
 def test_api_sigkill_under_load(servers):
     """The api process dies mid-load: the supervisor (which owns the listening socket) starts
     a new one; requests without an answer may or may not be stored, acknowledged ones are."""
-    srv = servers(env={"REFLEX_EVENT_PROCESSOR_WORKER_COUNT": "2",
-                       "REFLEX_EVENT_PROCESSOR_WORKER_CHECK_INTERVAL": "1"})
-    c = srv.client()
-    total = scaled(50_000)
-    p = new_prefix("akill")
-    ld = Loader(lambda: srv.url, srv.admin_key(), p, total, batch=500, threads=4,
-                stop_on_error=False).start()
+    srv, c, total, ld = two_workers_under_load(servers, "akill", 50_000)
     ld.wait_acked(int(total * 0.3))
     workers = {w["pid"] for w in c.queue_stats()["workers"]}
     api = [pid for pid in child_pids(srv.pid) if pid not in workers]
