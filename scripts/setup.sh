@@ -6,11 +6,13 @@ export DEBIAN_FRONTEND=noninteractive
 
 # Build and runtime libraries of the product.
 build_pkgs=(build-essential cmake pkg-config
-  libmicrohttpd-dev libcjson-dev liblmdb-dev libsqlite3-dev libssl-dev)
+  libmicrohttpd-dev libcjson-dev liblmdb-dev libsqlite3-dev libssl-dev
+  libpcre2-dev libhyperscan-dev libcurl4-openssl-dev libmaxminddb-dev)
 # Unit tests, sanitizer and fuzz builds, the format check, system tests (Debian's
 # /usr/bin/python3), and the benchmark scripts (curl, procps).
 test_pkgs=(clang libclang-rt-14-dev libcmocka-dev clang-format
-  python3 python3-pytest python3-requests procps curl git)
+  python3 python3-pytest python3-requests python3-hypothesis libmaxmind-db-writer-perl
+  procps curl git)
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" != "--run-only" ]; then pkgs+=("${test_pkgs[@]}"); fi

@@ -14,7 +14,19 @@
 
 extern char **environ;
 
-enum cfg_type { T_BOOL, T_INT, T_SIZE, T_DURATION, T_LOGLEVEL, T_STRING, T_LISTEN, T_BROKERS };
+/* T_OPTPATH: a path that may be empty (off); T_OPTADDR: host:port or empty (off). */
+enum cfg_type {
+    T_BOOL,
+    T_INT,
+    T_SIZE,
+    T_DURATION,
+    T_LOGLEVEL,
+    T_STRING,
+    T_LISTEN,
+    T_BROKERS,
+    T_OPTPATH,
+    T_OPTADDR
+};
 
 struct cfg_entry {
     const char *name;
@@ -43,9 +55,9 @@ static const struct cfg_entry table[] = {
      "Worker processes in shared mode. Default: CPU cores - 1, at least 1."},
     {"REFLEX_EVENT_PROCESSOR_META_DATA_REFRESH_INTERVAL", T_DURATION, OFF(meta_refresh_s), "300", 1,
      86400,
-     "How often workers re-read their metadata (Event Rules, Intel Lists, statuses) from the "
-     "store at the latest. This build's workers hold no metadata yet: the value is validated "
-     "and drives time_to_refresh in queue_stats."},
+     "How often workers re-read their metadata (Event Rules, Intel Lists, close reasons) from "
+     "the store at the latest. A change made through the API or CLI reaches them within a "
+     "second anyway (they watch the store's change counter); this bounds a missed notice."},
     {"REFLEX_EVENT_PROCESSOR_ES_BULK_SIZE", T_INT, OFF(es_bulk_size), "500", 1, 100000,
      "Events a worker takes from the stream and writes to the store in one transaction."},
     {"REFLEX_EVENT_PROCESSOR_LOG_LEVEL", T_LOGLEVEL, OFF(log_level), "INFO", 0, 3,
@@ -84,6 +96,19 @@ static const struct cfg_entry table[] = {
      "Size bound of the embedded stream on disk; a full stream answers 503 rather than grow."},
     {"SLUICE_WORKER_HANG_TIMEOUT", T_DURATION, OFF(worker_hang_s), "60", 2, 86400,
      "A worker or api whose heartbeat is older than this is killed and restarted."},
+    {"SLUICE_GEOIP_DB", T_OPTPATH, OFF(geoip_db), "", 0, 0,
+     "A MaxMind DB file (GeoLite2-City or -Country format) for the RQL mutators geo_country, "
+     "geo_continent and geo_timezone. Empty: those mutators yield no value."},
+    {"SLUICE_DNS_SERVER", T_OPTADDR, OFF(dns_server), "", 0, 0,
+     "The DNS server (host:port, IPv4) the RQL DNS mutators (reverse_lookup, ns_lookup_*) "
+     "ask. Empty: the first nameserver of /etc/resolv.conf."},
+    {"SLUICE_DNS_CACHE_SIZE", T_INT, OFF(dns_cache_size), "65536", 16, 16777216,
+     "Answers a worker's DNS cache holds. A lookup not in the cache never blocks the worker: "
+     "it evaluates as no value, is counted (dns_misses), and is resolved in the background."},
+    {"SLUICE_DNS_CACHE_TTL", T_DURATION, OFF(dns_cache_ttl_s), "300", 1, 86400,
+     "How long a DNS answer (or a known absence of one) stays in the cache."},
+    {"SLUICE_DNS_TIMEOUT", T_DURATION, OFF(dns_timeout_s), "2", 1, 60,
+     "How long the background resolver waits for one DNS answer."},
     {"SLUICE_DRAIN_TIMEOUT", T_DURATION, OFF(drain_timeout_s), "30", 1, 3600,
      "On SIGTERM, how long children may take to finish their batch and requests before they "
      "are killed."},
@@ -172,6 +197,10 @@ static const char *accepted_text(const struct cfg_entry *e, char *buf, size_t le
         return "a comma-separated list of host:port";
     case T_STRING:
         return "a non-empty path";
+    case T_OPTPATH:
+        return "a path, or empty for none";
+    case T_OPTADDR:
+        return "host:port, or empty for the system's";
     case T_INT:
         snprintf(buf, len, "an integer %lld..%lld", (long long)e->min, (long long)e->max);
         return buf;
@@ -222,6 +251,16 @@ static int apply(struct sl_config *cfg, const struct cfg_entry *e, const char *v
         if (parse_scaled(v, dur_sfx, dur_mul, &n) || n < e->min || n > e->max)
             return SL_EINVAL;
         break;
+    case T_OPTPATH:
+        if (strlen(v) >= sizeof(cfg->geoip_db))
+            return SL_EINVAL;
+        snprintf(field, sizeof(cfg->geoip_db), "%s", v);
+        return 0;
+    case T_OPTADDR:
+        if (strlen(v) >= sizeof(cfg->dns_server) || (*v && parse_listen(v)))
+            return SL_EINVAL;
+        snprintf(field, sizeof(cfg->dns_server), "%s", v);
+        return 0;
     case T_LISTEN:
     case T_BROKERS:
     case T_STRING:
@@ -309,6 +348,8 @@ static void value_text(const struct sl_config *cfg, const struct cfg_entry *e, c
     case T_LISTEN:
     case T_BROKERS:
     case T_STRING:
+    case T_OPTPATH:
+    case T_OPTADDR:
         snprintf(buf, len, "%s", field);
         break;
     case T_DURATION:

@@ -33,6 +33,11 @@ struct sl_config {
     int64_t stream_max_bytes;       /* SLUICE_STREAM_MAX_BYTES: size bound of the embedded stream */
     int64_t worker_hang_s;          /* SLUICE_WORKER_HANG_TIMEOUT: stale heartbeat => restart */
     int64_t drain_timeout_s;        /* SLUICE_DRAIN_TIMEOUT: SIGTERM grace before SIGKILL */
+    char geoip_db[1024];            /* SLUICE_GEOIP_DB: MaxMind DB path ("" = none) */
+    char dns_server[256];           /* SLUICE_DNS_SERVER: host:port ("" = resolv.conf) */
+    int64_t dns_cache_size;         /* SLUICE_DNS_CACHE_SIZE: answers cached per worker */
+    int64_t dns_cache_ttl_s;        /* SLUICE_DNS_CACHE_TTL */
+    int64_t dns_timeout_s;          /* SLUICE_DNS_TIMEOUT */
 };
 
 enum sl_config_source { SL_CONFIG_DEFAULT = 0, SL_CONFIG_ENV = 1 };

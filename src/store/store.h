@@ -18,6 +18,7 @@ struct sl_org {
     char uuid[SL_UUID_LEN + 1];
     char name[SL_ORG_NAME_MAX + 1];
     int64_t created_ms;
+    int is_default; /* the first organization ("default"): the parent of every other one */
 };
 
 /* Who a request is: resolved from an API key. */
@@ -28,11 +29,37 @@ struct sl_principal {
     char key_id[24]; /* public, non-secret id of the key (for logs and agent_uuid) */
 };
 
+/* A case an event rule creates (create_new_case). Pointers borrowed. */
+struct sl_store_case {
+    const char *uuid; /* derived from (event uuid, rule uuid), so a redelivery creates it once */
+    const char *org;
+    const char *title;
+    const char *description;
+    int severity;
+    int tlp;
+    const char *tags_json;     /* JSON array of strings, or NULL */
+    const char *rule_uuid;     /* the rule that created it */
+    const char *template_uuid; /* or NULL */
+};
+
+/* What else changes when an event is stored: applied in the same transaction as the event,
+ * and only when it is newly stored (not for a duplicate or a redelivery), so a crash and
+ * redelivery neither loses nor doubles them. Pointers borrowed. */
+struct sl_store_effects {
+    const char *const *rule_uuids; /* event rules that hit: each gets hits += 1 and */
+    size_t nrules;                 /* last_hit = the event's created_ms */
+    const struct sl_store_case *new_case; /* created (if its uuid is new) before the link */
+    const char *case_uuid;                /* the event joins this case (case_events) */
+    int64_t mute_until_ms;  /* > 0: further events of (org, signature) are muted until then */
+    const char *mute_rule;  /* the rule that muted */
+};
+
 /* One event to store. Every pointer is borrowed for the duration of the call. doc is the whole
  * event as compact JSON, already carrying every field below. */
 struct sl_store_event {
-    const char *uuid;      /* derived from (org, reference): sl_uuid_from_parts */
-    const char *org;       /* organization uuid */
+    const char *uuid; /* derived from (ingest organization, reference): sl_uuid_from_parts. The
+                       * dedup key: unique even when a rule moved the event to another org. */
+    const char *org;  /* organization uuid the event belongs to (after set_organization) */
     const char *reference; /* the client's id; unique within the organization */
     const char *title;
     const char *signature; /* organization-scoped signature (md5 hex) */
@@ -43,7 +70,41 @@ struct sl_store_event {
     uint64_t origin; /* where it came from: (stream partition << 48) | offset */
     const char *doc;
     size_t doc_len;
+    const struct sl_store_effects *effects; /* or NULL */
 };
+
+/* Metadata objects, kept as JSON documents the api validates and builds, with a few columns the
+ * store indexes. Every write bumps the meta version (sl_store_meta_version), which workers
+ * poll to reload their rules and lists. */
+enum sl_meta_kind {
+    SL_META_RULE = 1,     /* event rules */
+    SL_META_LIST,         /* intel lists (their values are kept apart: sl_store_list_values_*) */
+    SL_META_CLOSE_REASON, /* per organization */
+    SL_META_STATUS,       /* event statuses, per organization */
+    SL_META_DATA_TYPE,    /* per organization */
+    SL_META__N
+};
+
+#define SL_META_NAME_MAX 255
+
+struct sl_meta {
+    char uuid[SL_UUID_LEN + 1];
+    char org[SL_UUID_LEN + 1];
+    char name[SL_META_NAME_MAX + 1]; /* unique per (kind, org) */
+    int global;                      /* rules and lists of the default org: apply to all orgs */
+    int64_t created_ms;
+    int64_t updated_ms;
+    int64_t hits;        /* rules: events the rule hit (stored ones) */
+    int64_t last_hit_ms; /* rules: created_ms of the last of them; 0 if none */
+    char *doc;           /* the JSON document (malloc'd when returned by the store) */
+};
+
+/* One value of an intel list. csv lists keep a row as a JSON array of strings. */
+struct sl_list_value {
+    const char *value;
+    size_t len;
+};
+
 
 enum sl_put_outcome {
     SL_PUT_STORED = 0,      /* new: written */
@@ -83,6 +144,32 @@ struct sl_store_ops {
     int (*event_list)(struct sl_store *st, const struct sl_event_filter *f, char **out_json,
                       int64_t *out_total);
     int (*event_count)(struct sl_store *st, const char *org, int64_t *out_count);
+    int (*org_list)(struct sl_store *st, struct sl_org **out, size_t *out_n);
+    int (*meta_put)(struct sl_store *st, enum sl_meta_kind kind, const struct sl_meta *m,
+                    int create);
+    int (*meta_get)(struct sl_store *st, enum sl_meta_kind kind, const char *uuid,
+                    struct sl_meta *out);
+    int (*meta_list)(struct sl_store *st, enum sl_meta_kind kind, const char *org,
+                     int with_global, struct sl_meta **out, size_t *out_n);
+    int (*meta_delete)(struct sl_store *st, enum sl_meta_kind kind, const char *uuid);
+    int (*meta_version)(struct sl_store *st, int64_t *out);
+    int (*list_values_add)(struct sl_store *st, const char *list_uuid,
+                           const struct sl_list_value *v, size_t n, int64_t expire_at_ms,
+                           size_t *out_added);
+    int (*list_values_delete)(struct sl_store *st, const char *list_uuid,
+                              const struct sl_list_value *v, size_t n, size_t *out_deleted);
+    int (*list_values_expire)(struct sl_store *st, const char *list_uuid, int64_t now_ms,
+                              size_t *out_deleted);
+    int (*list_values_page)(struct sl_store *st, const char *list_uuid, int64_t after_id,
+                            size_t limit, char **out_json, int64_t *out_next);
+    int (*list_values_iter)(struct sl_store *st, const char *list_uuid,
+                            int (*cb)(void *ud, const char *value, size_t len), void *ud);
+    int (*list_values_count)(struct sl_store *st, const char *list_uuid, int64_t *out);
+    int (*mute_active)(struct sl_store *st, int64_t now_ms, int64_t *out_count);
+    int (*mute_get)(struct sl_store *st, const char *org, const char *signature, int64_t now_ms,
+                    int64_t *out_until_ms, char out_rule[SL_UUID_LEN + 1]);
+    int (*case_get)(struct sl_store *st, const char *org, const char *uuid, char **out_doc);
+    int (*case_events)(struct sl_store *st, const char *case_uuid, char **out_json);
 };
 
 /* Every backend's store object starts with this. */
@@ -129,6 +216,69 @@ int sl_store_event_list(struct sl_store *st, const struct sl_event_filter *f, ch
                         int64_t *out_total);
 /* Stored events of org (NULL: all organizations). */
 int sl_store_event_count(struct sl_store *st, const char *org, int64_t *out_count);
+
+/* Every organization, default first then by creation. *out is malloc'd (free it). */
+int sl_store_org_list(struct sl_store *st, struct sl_org **out, size_t *out_n);
+
+/* Creating an organization also creates its default event statuses (New, Open, Dismissed,
+ * Closed, Acknowledged), close reasons (False positive, True positive, Duplicate, Other) and
+ * data types (ip, domain, fqdn, host, email, email_subject, url, user, md5hash, sha1hash,
+ * sha256hash, imphash, process, command, filepath, pid, port, sid, mac, detection_id,
+ * generic), in the same transaction. */
+
+/* Inserts (create = 1; uuid, org and name required; SL_EEXIST when (kind, org, name) is taken,
+ * SL_ENOTFOUND when org is not an organization) or replaces (create = 0: name, global and doc
+ * of the object with m->uuid; SL_ENOTFOUND if absent) a metadata object. created_ms and
+ * updated_ms are set by the store; hits and last_hit_ms are ignored. */
+int sl_store_meta_put(struct sl_store *st, enum sl_meta_kind kind, const struct sl_meta *m,
+                      int create);
+/* One object by uuid (whatever its organization: the caller checks). out->doc is malloc'd.
+ * SL_ENOTFOUND. */
+int sl_store_meta_get(struct sl_store *st, enum sl_meta_kind kind, const char *uuid,
+                      struct sl_meta *out);
+/* Objects of org (NULL: of every organization), plus, with with_global, the global ones of any
+ * organization; ordered by name. *out is a malloc'd array; release with sl_store_meta_free. */
+int sl_store_meta_list(struct sl_store *st, enum sl_meta_kind kind, const char *org,
+                       int with_global, struct sl_meta **out, size_t *out_n);
+void sl_store_meta_free(struct sl_meta *m, size_t n);
+/* Deletes an object (a list's values with it). SL_ENOTFOUND. */
+int sl_store_meta_delete(struct sl_store *st, enum sl_meta_kind kind, const char *uuid);
+/* A number that changes whenever a metadata object or a list's values change. */
+int sl_store_meta_version(struct sl_store *st, int64_t *out);
+
+/* Adds values to a list (existing ones are kept; expire_at_ms > 0 sets or refreshes their
+ * expiry: a polled feed's values, see sl_store_list_values_expire; 0 makes them permanent).
+ * One transaction. SL_ENOTFOUND if the list does not exist. */
+int sl_store_list_values_add(struct sl_store *st, const char *list_uuid,
+                             const struct sl_list_value *v, size_t n, int64_t expire_at_ms,
+                             size_t *out_added);
+int sl_store_list_values_delete(struct sl_store *st, const char *list_uuid,
+                                const struct sl_list_value *v, size_t n, size_t *out_deleted);
+/* Deletes the list's values whose expiry is before now_ms (NULL list_uuid: every list's). */
+int sl_store_list_values_expire(struct sl_store *st, const char *list_uuid, int64_t now_ms,
+                                size_t *out_deleted);
+/* Up to limit values after the cursor after_id (0: from the start), as a malloc'd JSON array of
+ * strings, and the cursor of the next page (0: no more). */
+int sl_store_list_values_page(struct sl_store *st, const char *list_uuid, int64_t after_id,
+                              size_t limit, char **out_json, int64_t *out_next);
+/* Calls cb for every value of the list (stops early, returning cb's value, when cb returns
+ * non-zero). Reads one snapshot. */
+int sl_store_list_values_iter(struct sl_store *st, const char *list_uuid,
+                              int (*cb)(void *ud, const char *value, size_t len), void *ud);
+int sl_store_list_values_count(struct sl_store *st, const char *list_uuid, int64_t *out);
+
+/* Mutes set by event rules (sl_store_effects.mute_until_ms): how many are in force at now_ms,
+ * and whether (org, signature) is muted (1, with its end and rule) or not (0). */
+int sl_store_mute_active(struct sl_store *st, int64_t now_ms, int64_t *out_count);
+int sl_store_mute_get(struct sl_store *st, const char *org, const char *signature,
+                      int64_t now_ms, int64_t *out_until_ms, char out_rule[SL_UUID_LEN + 1]);
+
+/* A case as JSON ({"uuid","organization","title","description","severity","tlp","status",
+ * "tags","event_count","created_at","updated_at","event_rule","case_template"}), malloc'd.
+ * SL_ENOTFOUND if absent or in another organization (org NULL: any). */
+int sl_store_case_get(struct sl_store *st, const char *org, const char *uuid, char **out_doc);
+/* The uuids of a case's events, as a malloc'd JSON array. */
+int sl_store_case_events(struct sl_store *st, const char *case_uuid, char **out_json);
 
 /* The SQLite backend's constructor (used by sl_store_open). */
 struct sl_store *sl_store_sqlite_open(const char *path, char *err, size_t errlen);
