@@ -12,6 +12,7 @@ build_pkgs=(build-essential cmake pkg-config
 # /usr/bin/python3), and the benchmark scripts (curl, procps).
 test_pkgs=(clang libclang-rt-14-dev libcmocka-dev clang-format
   python3 python3-pytest python3-requests python3-hypothesis libmaxmind-db-writer-perl
+  dnsmasq-base
   procps curl git)
 
 pkgs=("${build_pkgs[@]}")
