@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -102,4 +103,103 @@ int sl_store_event_list(struct sl_store *st, const struct sl_event_filter *f, ch
 int sl_store_event_count(struct sl_store *st, const char *org, int64_t *out_count)
 {
     return st->ops->event_count(st, org, out_count);
+}
+
+int sl_store_org_list(struct sl_store *st, struct sl_org **out, size_t *out_n)
+{
+    return st->ops->org_list(st, out, out_n);
+}
+
+int sl_store_meta_put(struct sl_store *st, enum sl_meta_kind kind, const struct sl_meta *m,
+                      int create)
+{
+    return st->ops->meta_put(st, kind, m, create);
+}
+
+int sl_store_meta_get(struct sl_store *st, enum sl_meta_kind kind, const char *uuid,
+                      struct sl_meta *out)
+{
+    return st->ops->meta_get(st, kind, uuid, out);
+}
+
+int sl_store_meta_list(struct sl_store *st, enum sl_meta_kind kind, const char *org,
+                       int with_global, struct sl_meta **out, size_t *out_n)
+{
+    return st->ops->meta_list(st, kind, org, with_global, out, out_n);
+}
+
+void sl_store_meta_free(struct sl_meta *m, size_t n)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(m[i].doc);
+    free(m);
+}
+
+int sl_store_meta_delete(struct sl_store *st, enum sl_meta_kind kind, const char *uuid)
+{
+    return st->ops->meta_delete(st, kind, uuid);
+}
+
+int sl_store_meta_version(struct sl_store *st, int64_t *out)
+{
+    return st->ops->meta_version(st, out);
+}
+
+int sl_store_list_values_add(struct sl_store *st, const char *list_uuid,
+                             const struct sl_list_value *v, size_t n, int64_t expire_at_ms,
+                             size_t *out_added)
+{
+    return st->ops->list_values_add(st, list_uuid, v, n, expire_at_ms, out_added);
+}
+
+int sl_store_list_values_delete(struct sl_store *st, const char *list_uuid,
+                                const struct sl_list_value *v, size_t n, size_t *out_deleted)
+{
+    return st->ops->list_values_delete(st, list_uuid, v, n, out_deleted);
+}
+
+int sl_store_list_values_expire(struct sl_store *st, const char *list_uuid, int64_t now_ms,
+                                size_t *out_deleted)
+{
+    return st->ops->list_values_expire(st, list_uuid, now_ms, out_deleted);
+}
+
+int sl_store_list_values_page(struct sl_store *st, const char *list_uuid, int64_t after_id,
+                              size_t limit, char **out_json, int64_t *out_next)
+{
+    return st->ops->list_values_page(st, list_uuid, after_id, limit, out_json, out_next);
+}
+
+int sl_store_list_values_iter(struct sl_store *st, const char *list_uuid,
+                              int (*cb)(void *ud, const char *value, size_t len), void *ud)
+{
+    return st->ops->list_values_iter(st, list_uuid, cb, ud);
+}
+
+int sl_store_list_values_count(struct sl_store *st, const char *list_uuid, int64_t *out)
+{
+    return st->ops->list_values_count(st, list_uuid, out);
+}
+
+int sl_store_mute_active(struct sl_store *st, int64_t now_ms, int64_t *out_count)
+{
+    return st->ops->mute_active(st, now_ms, out_count);
+}
+
+int sl_store_mute_get(struct sl_store *st, const char *org, const char *signature, int64_t now_ms,
+                      int64_t *out_until_ms, char out_rule[SL_UUID_LEN + 1])
+{
+    return st->ops->mute_get(st, org, signature, now_ms, out_until_ms, out_rule);
+}
+
+int sl_store_case_get(struct sl_store *st, const char *org, const char *uuid, char **out_doc)
+{
+    return st->ops->case_get(st, org, uuid, out_doc);
+}
+
+int sl_store_case_events(struct sl_store *st, const char *case_uuid, char **out_json)
+{
+    return st->ops->case_events(st, case_uuid, out_json);
 }

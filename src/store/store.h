@@ -46,20 +46,22 @@ struct sl_store_case {
  * and only when it is newly stored (not for a duplicate or a redelivery), so a crash and
  * redelivery neither loses nor doubles them. Pointers borrowed. */
 struct sl_store_effects {
-    const char *const *rule_uuids; /* event rules that hit: each gets hits += 1 and */
-    size_t nrules;                 /* last_hit = the event's created_ms */
+    const char *const *rule_uuids;        /* event rules that hit: each gets hits += 1 and */
+    size_t nrules;                        /* last_hit = the event's created_ms */
     const struct sl_store_case *new_case; /* created (if its uuid is new) before the link */
     const char *case_uuid;                /* the event joins this case (case_events) */
-    int64_t mute_until_ms;  /* > 0: further events of (org, signature) are muted until then */
-    const char *mute_rule;  /* the rule that muted */
+    int64_t mute_until_ms; /* > 0: further events of (org, signature) are muted until then */
+    const char *mute_rule; /* the rule that muted */
+    const char *mute_org;  /* the organization the mute is for (NULL: the event's); workers
+                            * pass the ingest organization, which later events arrive with */
 };
 
 /* One event to store. Every pointer is borrowed for the duration of the call. doc is the whole
  * event as compact JSON, already carrying every field below. */
 struct sl_store_event {
-    const char *uuid; /* derived from (ingest organization, reference): sl_uuid_from_parts. The
-                       * dedup key: unique even when a rule moved the event to another org. */
-    const char *org;  /* organization uuid the event belongs to (after set_organization) */
+    const char *uuid;      /* derived from (ingest organization, reference): sl_uuid_from_parts. The
+                            * dedup key: unique even when a rule moved the event to another org. */
+    const char *org;       /* organization uuid the event belongs to (after set_organization) */
     const char *reference; /* the client's id; unique within the organization */
     const char *title;
     const char *signature; /* organization-scoped signature (md5 hex) */
@@ -105,10 +107,9 @@ struct sl_list_value {
     size_t len;
 };
 
-
 enum sl_put_outcome {
     SL_PUT_STORED = 0,      /* new: written */
-    SL_PUT_DUPLICATE = 1,   /* another event with this (org, reference) is already stored */
+    SL_PUT_DUPLICATE = 1,   /* an event with this uuid (ingest org, reference) is stored */
     SL_PUT_REDELIVERED = 2, /* this very record (same origin) was stored by an earlier attempt */
 };
 
@@ -149,8 +150,8 @@ struct sl_store_ops {
                     int create);
     int (*meta_get)(struct sl_store *st, enum sl_meta_kind kind, const char *uuid,
                     struct sl_meta *out);
-    int (*meta_list)(struct sl_store *st, enum sl_meta_kind kind, const char *org,
-                     int with_global, struct sl_meta **out, size_t *out_n);
+    int (*meta_list)(struct sl_store *st, enum sl_meta_kind kind, const char *org, int with_global,
+                     struct sl_meta **out, size_t *out_n);
     int (*meta_delete)(struct sl_store *st, enum sl_meta_kind kind, const char *uuid);
     int (*meta_version)(struct sl_store *st, int64_t *out);
     int (*list_values_add)(struct sl_store *st, const char *list_uuid,
@@ -198,9 +199,10 @@ int sl_store_apikey_create(struct sl_store *st, const char *org_uuid, const char
 /* Resolves a plaintext key. SL_ENOTFOUND if it is not a valid key. */
 int sl_store_apikey_lookup(struct sl_store *st, const char *key, struct sl_principal *out);
 
-/* Writes n events in one transaction, idempotently: an event whose (org, reference) is already
- * stored is not written again. out_outcomes[i] says what happened to evs[i]. All or nothing: on
- * error (SL_EBUSY, SL_EIO) nothing is written and the caller may retry the whole batch. */
+/* Writes n events in one transaction, idempotently: an event whose uuid (derived from the ingest
+ * organization and the reference) is already stored is not written again. out_outcomes[i] says what
+ * happened to evs[i]. All or nothing: on error (SL_EBUSY, SL_EIO) nothing is written and the caller
+ * may retry the whole batch. */
 int sl_store_put_events(struct sl_store *st, const struct sl_store_event *evs, size_t n,
                         enum sl_put_outcome *out_outcomes);
 /* The stored document of one event of org, as a malloc'd JSON string the caller frees.
@@ -270,8 +272,8 @@ int sl_store_list_values_count(struct sl_store *st, const char *list_uuid, int64
 /* Mutes set by event rules (sl_store_effects.mute_until_ms): how many are in force at now_ms,
  * and whether (org, signature) is muted (1, with its end and rule) or not (0). */
 int sl_store_mute_active(struct sl_store *st, int64_t now_ms, int64_t *out_count);
-int sl_store_mute_get(struct sl_store *st, const char *org, const char *signature,
-                      int64_t now_ms, int64_t *out_until_ms, char out_rule[SL_UUID_LEN + 1]);
+int sl_store_mute_get(struct sl_store *st, const char *org, const char *signature, int64_t now_ms,
+                      int64_t *out_until_ms, char out_rule[SL_UUID_LEN + 1]);
 
 /* A case as JSON ({"uuid","organization","title","description","severity","tlp","status",
  * "tags","event_count","created_at","updated_at","event_rule","case_template"}), malloc'd.

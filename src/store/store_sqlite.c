@@ -1,6 +1,30 @@
-/* The SQLite store backend: one WAL-mode database file holding organizations, API keys and
- * events, written idempotently through a narrow hash-keyed dedup table. */
-#include "store/store.h"
+/* The SQLite store backend: one WAL-mode database file holding organizations, API keys,
+ * events (written idempotently through a narrow hash-keyed dedup table), and the metadata the
+ * event rules need. This file has the handle, organizations, keys and events;
+ * store_sqlite_schema.c the schema and its migrations; store_sqlite_meta.c the metadata, intel
+ * list values, mutes, cases and the side effects of storing an event.
+ *
+ * Schema version 2 (the SQL and a note on each table are in store_sqlite_schema.c): orgs,
+ * api_keys, events, event_keys, event_keys_recent, store_state, event_counts (version 1), and
+ * meta, list_values, mutes, cases, case_events (version 2). A version 1 file is migrated in one
+ * transaction when it is opened; a file newer than this binary is refused.
+ *
+ * Events are appended in seq order and carry one cheap index for listing. The dedup set maps
+ * the first 64 bits of the event uuid to the row, with open addressing on collision; a slot is
+ * an event's when the row's uuid equals the event's. The uuid is derived from the organization
+ * the event was ingested by and its reference, so it stays the key when a rule moves the event
+ * to another organization (comparing organizations would store a redelivery of a moved event a
+ * second time). Those keys are random, so each new key dirties its own B-tree leaf; to keep that
+ * from costing a page write per event, new keys go to the small event_keys_recent, which is
+ * merged into event_keys in key order from time to time (see merge_threshold). A key lives in
+ * exactly one of the two. The events table has no foreign key: put_events resolves the
+ * organization itself, so a per-row parent lookup would buy nothing.
+ *
+ * What a rule does besides editing the event (hits, a new case, a case link, a mute) is written
+ * in the event's transaction and only when the event is newly stored; hits are summed per rule
+ * over the call and written as one UPDATE per rule, so a rule that hits every event costs one
+ * statement per batch, not one per event. */
+#include "store/store_sqlite_int.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -12,8 +36,6 @@
 
 #include <sqlite3.h>
 
-#define SCHEMA_VERSION  1
-#define APPLICATION_ID  1397506885 /* 0x534c4345, "SLCE": marks the file as sluice's */
 #define BUSY_TIMEOUT_MS 10000
 #define CACHE_KIB       65536 /* page cache per handle; filled lazily */
 #define PAGE_BYTES      8192  /* for new databases; measured faster than 4096 for this load */
@@ -36,55 +58,6 @@
 #define KEY_ID_BYTES     8  /* 16 hex characters */
 #define SECRET_BYTES     32 /* 43 base64url characters */
 
-/* Schema version 1. events is appended in seq order and carries one cheap index for listing.
- * The dedup set maps the first 64 bits of the event uuid (itself derived from organization and
- * reference) to the row, with open addressing on collision. Those keys are random, so each new
- * key dirties its own B-tree leaf; to keep that from costing a page write per event, new keys
- * go to the small event_keys_recent, which is merged into event_keys in key order from time to
- * time (see merge_threshold). A key lives in exactly one of the two. The events table has no
- * foreign key: put_events resolves the organization itself, so a per-row parent lookup would
- * buy nothing. */
-#define STR_(x) #x
-#define STR(x)  STR_(x)
-
-static const char schema_sql[] =
-    "CREATE TABLE orgs ("
-    " id INTEGER PRIMARY KEY,"
-    " uuid TEXT NOT NULL UNIQUE,"
-    " name TEXT NOT NULL UNIQUE,"
-    " created_ms INTEGER NOT NULL);"
-    "CREATE TABLE api_keys ("
-    " hash TEXT PRIMARY KEY," /* hex SHA-256 of the whole plaintext key */
-    " key_id TEXT NOT NULL UNIQUE,"
-    " org_id INTEGER NOT NULL REFERENCES orgs(id),"
-    " role TEXT NOT NULL CHECK (role IN ('admin', 'analyst', 'agent')),"
-    " created_ms INTEGER NOT NULL) WITHOUT ROWID;"
-    "CREATE TABLE events ("
-    " seq INTEGER PRIMARY KEY,"
-    " org_id INTEGER NOT NULL,"
-    " uuid TEXT NOT NULL,"
-    " reference TEXT NOT NULL,"
-    " title TEXT,"
-    " signature TEXT,"
-    " status TEXT,"
-    " severity INTEGER NOT NULL,"
-    " original_date_ms INTEGER NOT NULL,"
-    " created_ms INTEGER NOT NULL,"
-    " origin INTEGER NOT NULL,"
-    " doc TEXT NOT NULL);"
-    "CREATE INDEX events_org_date ON events(org_id, original_date_ms);"
-    "CREATE TABLE event_keys (k INTEGER PRIMARY KEY, seq INTEGER NOT NULL);"
-    "CREATE TABLE event_keys_recent (k INTEGER PRIMARY KEY, seq INTEGER NOT NULL);"
-    "CREATE TABLE store_state ("
-    " id INTEGER PRIMARY KEY CHECK (id = 1),"
-    " recent_keys INTEGER NOT NULL);" /* rows in event_keys_recent */
-    "INSERT INTO store_state (id, recent_keys) VALUES (1, 0);"
-    "CREATE TABLE event_counts ("
-    " org_id INTEGER PRIMARY KEY REFERENCES orgs(id),"
-    " n INTEGER NOT NULL);"
-    "PRAGMA application_id = " STR(APPLICATION_ID) ";"
-                                                   "PRAGMA user_version = " STR(SCHEMA_VERSION) ";";
-
 /* The filter shared by the list and count statements. Every optional filter is written as
  * "(param IS NULL OR ...)" so one prepared statement serves every combination; the range on
  * original_date_ms is always bound (open ends become INT64_MIN/MAX) so the index applies. */
@@ -100,49 +73,31 @@ static const char schema_sql[] =
     " AND (?17 IS NULL OR EXISTS (SELECT 1 FROM json_each(events.doc, '$.observables') o"          \
     "      WHERE json_extract(o.value, '$.value') = ?17))"
 
-enum stmt_id {
-    ST_BEGIN,
-    ST_BEGIN_WRITE,
-    ST_COMMIT,
-    ST_ROLLBACK,
-    ST_ORG_INSERT,
-    ST_ORG_BY_UUID,
-    ST_ORG_BY_NAME,
-    ST_ORG_COUNT,
-    ST_KEY_INSERT,
-    ST_KEY_LOOKUP,
-    ST_SLOT_READ,
-    ST_EVENT_INSERT,
-    ST_SLOT_PUT,
-    ST_RECENT_ADD,
-    ST_MERGE_COPY,
-    ST_MERGE_CLEAR,
-    ST_MERGE_RESET,
-    ST_COUNT_ADD,
-    ST_COUNT_ORG,
-    ST_COUNT_ALL,
-    ST_LIST_DESC,
-    ST_LIST_ASC,
-    ST_LIST_COUNT,
-    ST__N
-};
+/* The events row of dedup slot ?1, whichever of the two key tables holds it. */
+#define SLOT_SEQ                                                                                   \
+    " coalesce((SELECT seq FROM event_keys_recent WHERE k = ?1),"                                  \
+    " (SELECT seq FROM event_keys WHERE k = ?1))"
 
-static const char *const stmt_sql[ST__N] = {
+const char *const sl_sqlite_stmt_sql[ST__N] = {
     [ST_BEGIN] = "BEGIN",
     [ST_BEGIN_WRITE] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
-    [ST_ORG_INSERT] = "INSERT INTO orgs (uuid, name, created_ms) VALUES (?1, ?2, ?3)",
-    [ST_ORG_BY_UUID] = "SELECT id, uuid, name, created_ms FROM orgs WHERE uuid = ?1",
-    [ST_ORG_BY_NAME] = "SELECT id, uuid, name, created_ms FROM orgs WHERE name = ?1",
+    /* The first organization is the default one (the partial index orgs_default allows one). */
+    [ST_ORG_INSERT] =
+        "INSERT INTO orgs (uuid, name, created_ms, is_default)"
+        " VALUES (?1, ?2, ?3, NOT EXISTS (SELECT 1 FROM orgs)) RETURNING id, is_default",
+    [ST_ORG_BY_UUID] = "SELECT id, uuid, name, created_ms, is_default FROM orgs WHERE uuid = ?1",
+    [ST_ORG_BY_NAME] = "SELECT id, uuid, name, created_ms, is_default FROM orgs WHERE name = ?1",
+    [ST_ORG_LIST] = "SELECT id, uuid, name, created_ms, is_default FROM orgs"
+                    " ORDER BY is_default DESC, id",
     [ST_ORG_COUNT] = "SELECT count(*) FROM orgs",
     [ST_KEY_INSERT] = "INSERT INTO api_keys (hash, key_id, org_id, role, created_ms)"
                       " SELECT ?1, ?2, id, ?3, ?4 FROM orgs WHERE uuid = ?5",
     [ST_KEY_LOOKUP] = "SELECT k.key_id, k.role, o.uuid, o.name FROM api_keys k"
                       " JOIN orgs o ON o.id = k.org_id WHERE k.hash = ?1",
-    [ST_SLOT_READ] = "SELECT org_id, reference, uuid, origin, doc FROM events WHERE seq ="
-                     " coalesce((SELECT seq FROM event_keys_recent WHERE k = ?1),"
-                     " (SELECT seq FROM event_keys WHERE k = ?1))",
+    [ST_SLOT_READ] = "SELECT org_id, uuid, origin FROM events WHERE seq =" SLOT_SEQ,
+    [ST_SLOT_DOC] = "SELECT org_id, uuid, origin, doc FROM events WHERE seq =" SLOT_SEQ,
     [ST_EVENT_INSERT] = "INSERT INTO events (org_id, uuid, reference, title, signature, status,"
                         " severity, original_date_ms, created_ms, origin, doc)"
                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -163,22 +118,11 @@ static const char *const stmt_sql[ST__N] = {
     [ST_LIST_ASC] = "SELECT doc FROM events" LIST_WHERE
                     " ORDER BY original_date_ms ASC, seq ASC LIMIT ?18 OFFSET ?19",
     [ST_LIST_COUNT] = "SELECT count(*) FROM events" LIST_WHERE,
-};
-
-struct sqlite_store {
-    struct sl_store base;
-    sqlite3 *db;
-    sqlite3_stmt *st[ST__N];
-    /* The last organization put_events resolved. Organizations are never deleted or renumbered,
-     * so the mapping stays valid across transactions and processes. */
-    char org_uuid[SL_UUID_LEN + 1];
-    int64_t org_id;
-    /* event_list's limits (LIST_MAX_BYTES, LIST_DEADLINE_MS unless a test changed them) and
-     * the state of the running one's progress handler. */
-    size_t list_max_bytes;
-    int64_t list_deadline_ms;
-    int64_t deadline; /* sl_mono_ms() after which the progress handler interrupts */
-    int deadline_hit; /* the handler interrupted the current statement */
+    [ST_META_DEFAULT] = "INSERT INTO meta (kind, uuid, org_id, name, global, doc, created_ms,"
+                        " updated_ms) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?6)"
+                        " ON CONFLICT (kind, org_id, name) DO NOTHING",
+    [ST_VERSION_BUMP] = "UPDATE store_state SET meta_version = meta_version + 1 WHERE id = 1",
+    [ST_VERSION_GET] = "SELECT meta_version FROM store_state WHERE id = 1",
 };
 
 /* Per-organization numbers of events stored by one batch, written to event_counts at commit. */
@@ -197,7 +141,7 @@ static struct sqlite_store *from_base(struct sl_store *st)
 
 /* Maps a failed SQLite call to SL_EBUSY, SL_ETIMEDOUT (interrupted by the read deadline) or
  * SL_EIO and logs what failed. */
-static int fail(struct sqlite_store *s, int rc, const char *what)
+int sl_sqlite_fail(struct sqlite_store *s, int rc, const char *what)
 {
     int prim = rc & 0xff;
     if (prim == SQLITE_INTERRUPT && s->deadline_hit) {
@@ -214,10 +158,17 @@ static int fail(struct sqlite_store *s, int rc, const char *what)
 }
 
 /* Returns a prepared statement to its idle state so it holds no read snapshot open. */
-static void done(sqlite3_stmt *st)
+void sl_sqlite_done(sqlite3_stmt *st)
 {
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
+}
+
+int sl_sqlite_step_done(struct sqlite_store *s, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+    sl_sqlite_done(st);
+    return rc == SQLITE_DONE ? 0 : sl_sqlite_fail(s, rc, what);
 }
 
 static int exec_simple(struct sqlite_store *s, enum stmt_id id)
@@ -225,28 +176,52 @@ static int exec_simple(struct sqlite_store *s, enum stmt_id id)
     int rc = sqlite3_step(s->st[id]);
     sqlite3_reset(s->st[id]);
     if (rc != SQLITE_DONE)
-        return fail(s, rc, stmt_sql[id]);
+        return sl_sqlite_fail(s, rc, sl_sqlite_stmt_sql[id]);
     return 0;
 }
 
-static void tx_rollback(struct sqlite_store *s)
+int sl_sqlite_begin(struct sqlite_store *s, int write)
+{
+    /* IMMEDIATE takes the write lock up front: a deferred transaction that read first could
+     * not upgrade once another process had committed, and would fail without waiting. */
+    return exec_simple(s, write ? ST_BEGIN_WRITE : ST_BEGIN);
+}
+
+int sl_sqlite_commit(struct sqlite_store *s)
+{
+    return exec_simple(s, ST_COMMIT);
+}
+
+void sl_sqlite_rollback(struct sqlite_store *s)
 {
     /* Some errors (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM) roll back on their own. */
     if (!sqlite3_get_autocommit(s->db))
         exec_simple(s, ST_ROLLBACK);
 }
 
-/* Copies a valid uuid (any case) to out in the canonical lowercase form the tables hold. */
-static void uuid_lower(const char *uuid, char out[SL_UUID_LEN + 1])
+int sl_sqlite_version_bump(struct sqlite_store *s)
+{
+    return exec_simple(s, ST_VERSION_BUMP);
+}
+
+void sl_sqlite_uuid_lower(const char *uuid, char out[SL_UUID_LEN + 1])
 {
     for (int i = 0; i <= SL_UUID_LEN; i++)
         out[i] = (char)((uuid[i] >= 'A' && uuid[i] <= 'F') ? uuid[i] + 32 : uuid[i]);
 }
 
-static void copy_col(char *dst, size_t cap, sqlite3_stmt *st, int col)
+void sl_sqlite_copy_col(char *dst, size_t cap, sqlite3_stmt *st, int col)
 {
     const unsigned char *v = sqlite3_column_text(st, col);
     snprintf(dst, cap, "%s", v ? (const char *)v : "");
+}
+
+void sl_sqlite_bind_opt_text(sqlite3_stmt *q, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(q, i, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(q, i);
 }
 
 /* ---- opening ---- */
@@ -261,21 +236,6 @@ static int exec_sql(sqlite3 *db, const char *sql, const char *what, char *err, s
         return -1;
     }
     return 0;
-}
-
-static int pragma_int(sqlite3 *db, const char *sql, int64_t *out)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            *out = sqlite3_column_int64(st, 0);
-            rc = SQLITE_OK;
-        }
-    }
-    sqlite3_finalize(st);
-    return rc;
 }
 
 /* Switches to WAL (persistent in the file) and checks that it took: SQLite keeps the old mode
@@ -322,54 +282,25 @@ static int apply_pragmas(sqlite3 *db, const char *path, char *err, size_t errlen
     return exec_sql(db, sql, what, err, errlen);
 }
 
-/* Creates the schema if the file has none, or checks that the one it has is ours and not
- * newer than this binary. Runs under a write lock so concurrent first opens do not race. */
-static int ensure_schema(sqlite3 *db, const char *path, char *err, size_t errlen)
+static int prepare_one(struct sqlite_store *s, const char *sql, sqlite3_stmt **out, char *err,
+                       size_t errlen)
 {
-    int64_t version = 0, app = 0;
-    int rc = -1;
-    if (exec_sql(db, "BEGIN IMMEDIATE", path, err, errlen))
+    int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "cannot prepare \"%s\": %s", sql, sqlite3_errmsg(s->db));
         return -1;
-    if (pragma_int(db, "PRAGMA user_version", &version) != SQLITE_OK ||
-        pragma_int(db, "PRAGMA application_id", &app) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: cannot read the schema version: %s", path, sqlite3_errmsg(db));
-        goto out;
     }
-    if (app != 0 && app != APPLICATION_ID) {
-        snprintf(err, errlen, "%s: not a sluice database (application_id %" PRId64 ")", path, app);
-        goto out;
-    }
-    if (version > SCHEMA_VERSION) {
-        snprintf(err, errlen,
-                 "%s: schema version %" PRId64 " is newer than this sluice supports (%d);"
-                 " run a newer sluice",
-                 path, version, SCHEMA_VERSION);
-        goto out;
-    }
-    if (version == 0) {
-        char what[300];
-        snprintf(what, sizeof(what), "%s: cannot create the schema", path);
-        if (exec_sql(db, schema_sql, what, err, errlen))
-            goto out;
-        SL_INFO("store: created schema version %d in %s", SCHEMA_VERSION, path);
-    }
-    rc = exec_sql(db, "COMMIT", path, err, errlen);
-out:
-    if (rc && !sqlite3_get_autocommit(db))
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return rc;
+    return 0;
 }
 
 static int prepare_all(struct sqlite_store *s, char *err, size_t errlen)
 {
-    for (int i = 0; i < ST__N; i++) {
-        int rc =
-            sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL);
-        if (rc != SQLITE_OK) {
-            snprintf(err, errlen, "cannot prepare \"%s\": %s", stmt_sql[i], sqlite3_errmsg(s->db));
+    for (int i = 0; i < ST__N; i++)
+        if (prepare_one(s, sl_sqlite_stmt_sql[i], &s->st[i], err, errlen))
             return -1;
-        }
-    }
+    for (int i = 0; i < MST__N; i++)
+        if (prepare_one(s, sl_sqlite_meta_sql[i], &s->mst[i], err, errlen))
+            return -1;
     return 0;
 }
 
@@ -378,6 +309,8 @@ static void sqlite_close(struct sl_store *st)
     struct sqlite_store *s = from_base(st);
     for (int i = 0; i < ST__N; i++)
         sqlite3_finalize(s->st[i]);
+    for (int i = 0; i < MST__N; i++)
+        sqlite3_finalize(s->mst[i]);
     /* sqlite3_close is required even after a failed sqlite3_open_v2. */
     sqlite3_close(s->db);
     free(s);
@@ -402,8 +335,8 @@ struct sl_store *sl_store_sqlite_open(const char *path, char *err, size_t errlen
                  s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
         goto fail;
     }
-    if (apply_pragmas(s->db, path, err, errlen) || ensure_schema(s->db, path, err, errlen) ||
-        prepare_all(s, err, errlen))
+    if (apply_pragmas(s->db, path, err, errlen) ||
+        sl_sqlite_schema_ensure(s->db, path, err, errlen) || prepare_all(s, err, errlen))
         goto fail;
     return &s->base;
 fail:
@@ -413,8 +346,7 @@ fail:
 
 /* ---- organizations ---- */
 
-/* Length of the UTF-8 sequence at p (at most n bytes) and its code point, or 0 if invalid. */
-static size_t utf8_decode(const unsigned char *p, size_t n, uint32_t *out)
+size_t sl_sqlite_utf8_decode(const unsigned char *p, size_t n, uint32_t *out)
 {
     size_t len;
     uint32_t cp, min;
@@ -444,18 +376,17 @@ static size_t utf8_decode(const unsigned char *p, size_t n, uint32_t *out)
     return len;
 }
 
-/* 1..SL_ORG_NAME_MAX bytes of valid UTF-8 without control characters (C0, DEL, C1). */
-static int org_name_valid(const char *name)
+int sl_sqlite_name_valid(const char *name, size_t max)
 {
     if (!name)
         return 0;
-    size_t n = strnlen(name, SL_ORG_NAME_MAX + 1);
-    if (n == 0 || n > SL_ORG_NAME_MAX)
+    size_t n = strnlen(name, max + 1);
+    if (n == 0 || n > max)
         return 0;
     const unsigned char *p = (const unsigned char *)name;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
-        size_t len = utf8_decode(p + i, n - i, &cp);
+        size_t len = sl_sqlite_utf8_decode(p + i, n - i, &cp);
         if (len == 0 || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
             return 0;
         i += len;
@@ -463,28 +394,67 @@ static int org_name_valid(const char *name)
     return 1;
 }
 
+/* Inserts the organization row; *out_id and *out_default receive its id and default flag. */
+static int org_insert(struct sqlite_store *s, const struct sl_org *org, int64_t *out_id,
+                      int *out_default)
+{
+    sqlite3_stmt *q = s->st[ST_ORG_INSERT];
+    sqlite3_bind_text(q, 1, org->uuid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, org->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, org->created_ms);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        *out_id = sqlite3_column_int64(q, 0);
+        *out_default = sqlite3_column_int(q, 1);
+        rc = sqlite3_step(q);
+    }
+    sl_sqlite_done(q);
+    if (rc == SQLITE_CONSTRAINT_UNIQUE)
+        return SL_EEXIST;
+    return rc == SQLITE_DONE ? 0 : sl_sqlite_fail(s, rc, "creating an organization");
+}
+
+/* The organization, its default statuses, close reasons and data types, and a new meta version
+ * (so workers load the new organization's metadata), in one transaction. */
 static int sqlite_org_create(struct sl_store *st, const char *name, struct sl_org *out)
 {
     struct sqlite_store *s = from_base(st);
-    sqlite3_stmt *q = s->st[ST_ORG_INSERT];
     struct sl_org org;
-    if (!org_name_valid(name))
+    int64_t id = 0;
+    if (!sl_sqlite_name_valid(name, SL_ORG_NAME_MAX))
         return SL_EINVAL;
     sl_uuid4(org.uuid);
     snprintf(org.name, sizeof(org.name), "%s", name);
     org.created_ms = sl_now_ms();
-    sqlite3_bind_text(q, 1, org.uuid, -1, SQLITE_STATIC);
-    sqlite3_bind_text(q, 2, org.name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(q, 3, org.created_ms);
-    int rc = sqlite3_step(q);
-    done(q);
-    if (rc == SQLITE_CONSTRAINT_UNIQUE)
-        return SL_EEXIST;
-    if (rc != SQLITE_DONE)
-        return fail(s, rc, "creating an organization");
+    org.is_default = 0;
+    int rc = sl_sqlite_begin(s, 1);
+    if (rc)
+        return rc;
+    rc = org_insert(s, &org, &id, &org.is_default);
+    if (rc == 0) {
+        int src = sl_sqlite_org_defaults(s->st[ST_META_DEFAULT], id, org.uuid, org.created_ms);
+        if (src != SQLITE_OK)
+            rc = sl_sqlite_fail(s, src, "creating an organization's defaults");
+    }
+    if (rc == 0)
+        rc = sl_sqlite_version_bump(s);
+    if (rc == 0)
+        rc = sl_sqlite_commit(s);
+    if (rc) {
+        sl_sqlite_rollback(s);
+        return rc;
+    }
     if (out)
         *out = org;
     return 0;
+}
+
+static void org_from_row(sqlite3_stmt *q, struct sl_org *out)
+{
+    sl_sqlite_copy_col(out->uuid, sizeof(out->uuid), q, 1);
+    sl_sqlite_copy_col(out->name, sizeof(out->name), q, 2);
+    out->created_ms = sqlite3_column_int64(q, 3);
+    out->is_default = sqlite3_column_int(q, 4);
 }
 
 /* Looks an organization up by uuid or name; *out_id (may be NULL) gets its row id. */
@@ -496,7 +466,7 @@ static int org_find(struct sqlite_store *s, const char *uuid, const char *name, 
     if (uuid) {
         if (!sl_uuid_valid(uuid))
             return SL_ENOTFOUND;
-        uuid_lower(uuid, lower);
+        sl_sqlite_uuid_lower(uuid, lower);
         q = s->st[ST_ORG_BY_UUID];
         sqlite3_bind_text(q, 1, lower, -1, SQLITE_STATIC);
     } else if (name) {
@@ -509,18 +479,15 @@ static int org_find(struct sqlite_store *s, const char *uuid, const char *name, 
     if (rc == SQLITE_ROW) {
         if (out_id)
             *out_id = sqlite3_column_int64(q, 0);
-        if (out) {
-            copy_col(out->uuid, sizeof(out->uuid), q, 1);
-            copy_col(out->name, sizeof(out->name), q, 2);
-            out->created_ms = sqlite3_column_int64(q, 3);
-        }
+        if (out)
+            org_from_row(q, out);
         rc = 0;
     } else if (rc == SQLITE_DONE) {
         rc = SL_ENOTFOUND;
     } else {
-        rc = fail(s, rc, "looking up an organization");
+        rc = sl_sqlite_fail(s, rc, "looking up an organization");
     }
-    done(q);
+    sl_sqlite_done(q);
     return rc;
 }
 
@@ -543,15 +510,49 @@ static int query_int(struct sqlite_store *s, enum stmt_id id, const char *arg, i
     } else if (rc == SQLITE_DONE) {
         rc = SL_ENOTFOUND;
     } else {
-        rc = fail(s, rc, stmt_sql[id]);
+        rc = sl_sqlite_fail(s, rc, sl_sqlite_stmt_sql[id]);
     }
-    done(q);
+    sl_sqlite_done(q);
     return rc;
 }
 
 static int sqlite_org_count(struct sl_store *st, int64_t *out_count)
 {
     return query_int(from_base(st), ST_ORG_COUNT, NULL, out_count);
+}
+
+static int sqlite_org_list(struct sl_store *st, struct sl_org **out, size_t *out_n)
+{
+    struct sqlite_store *s = from_base(st);
+    sqlite3_stmt *q = s->st[ST_ORG_LIST];
+    struct sl_org *orgs = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0, src;
+    *out = NULL;
+    *out_n = 0;
+    while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            struct sl_org *p = realloc(orgs, ncap * sizeof(*p));
+            if (!p) {
+                rc = SL_ENOMEM;
+                break;
+            }
+            orgs = p;
+            cap = ncap;
+        }
+        org_from_row(q, &orgs[n++]);
+    }
+    if (rc == 0 && src != SQLITE_DONE)
+        rc = sl_sqlite_fail(s, src, "listing organizations");
+    sl_sqlite_done(q);
+    if (rc) {
+        free(orgs);
+        return rc;
+    }
+    *out = orgs;
+    *out_n = n;
+    return 0;
 }
 
 /* ---- API keys ---- */
@@ -619,7 +620,7 @@ static int sqlite_apikey_create(struct sl_store *st, const char *org_uuid, const
         return SL_EINVAL;
     if (!org_uuid || !sl_uuid_valid(org_uuid))
         return SL_ENOTFOUND;
-    uuid_lower(org_uuid, org);
+    sl_sqlite_uuid_lower(org_uuid, org);
     /* A repeated 64-bit key id is all but impossible; retry rather than fail if it happens. */
     for (int attempt = 0; attempt < 3; attempt++) {
         rc = key_generate(key, key_id);
@@ -632,13 +633,13 @@ static int sqlite_apikey_create(struct sl_store *st, const char *org_uuid, const
         sqlite3_bind_int64(q, 4, sl_now_ms());
         sqlite3_bind_text(q, 5, org, -1, SQLITE_STATIC);
         int src = sqlite3_step(q);
-        done(q);
+        sl_sqlite_done(q);
         if (src == SQLITE_DONE) {
             rc = sqlite3_changes(s->db) == 1 ? 0 : SL_ENOTFOUND;
             break;
         }
         if (src != SQLITE_CONSTRAINT_UNIQUE && src != SQLITE_CONSTRAINT_PRIMARYKEY) {
-            rc = fail(s, src, "creating an API key");
+            rc = sl_sqlite_fail(s, src, "creating an API key");
             break;
         }
         rc = SL_EIO;
@@ -665,17 +666,17 @@ static int sqlite_apikey_lookup(struct sl_store *st, const char *key, struct sl_
     sqlite3_bind_text(q, 1, hash, -1, SQLITE_STATIC);
     int rc = sqlite3_step(q);
     if (rc == SQLITE_ROW) {
-        copy_col(out->key_id, sizeof(out->key_id), q, 0);
-        copy_col(out->role, sizeof(out->role), q, 1);
-        copy_col(out->org_uuid, sizeof(out->org_uuid), q, 2);
-        copy_col(out->org_name, sizeof(out->org_name), q, 3);
+        sl_sqlite_copy_col(out->key_id, sizeof(out->key_id), q, 0);
+        sl_sqlite_copy_col(out->role, sizeof(out->role), q, 1);
+        sl_sqlite_copy_col(out->org_uuid, sizeof(out->org_uuid), q, 2);
+        sl_sqlite_copy_col(out->org_name, sizeof(out->org_name), q, 3);
         rc = 0;
     } else if (rc == SQLITE_DONE) {
         rc = SL_ENOTFOUND;
     } else {
-        rc = fail(s, rc, "looking up an API key");
+        rc = sl_sqlite_fail(s, rc, "looking up an API key");
     }
-    done(q);
+    sl_sqlite_done(q);
     return rc;
 }
 
@@ -709,14 +710,14 @@ static int64_t key_signed(uint64_t k)
 
 enum slot { SLOT_EMPTY, SLOT_MINE, SLOT_OTHER };
 
-/* Reads the dedup slot k. The slot is SLOT_MINE when its event belongs to org_id and has the
- * given reference (put) or, with reference NULL, the given uuid (get). On SLOT_MINE the row's
- * origin goes to *out_origin and, if out_doc is non-NULL, a malloc'd copy of its document to
- * *out_doc. The statement stays reset on return. */
-static int slot_read(struct sqlite_store *s, uint64_t k, int64_t org_id, const char *reference,
-                     const char *uuid, enum slot *out, int64_t *out_origin, char **out_doc)
+/* Reads the dedup slot k. The slot is SLOT_MINE when its event has the given (lowercase) uuid
+ * and, unless org_id is negative, belongs to org_id. On SLOT_MINE the row's origin goes to
+ * *out_origin and, if out_doc is non-NULL, a malloc'd copy of its document to *out_doc. The
+ * statement stays reset on return. */
+static int slot_read(struct sqlite_store *s, uint64_t k, const char *uuid, int64_t org_id,
+                     enum slot *out, int64_t *out_origin, char **out_doc)
 {
-    sqlite3_stmt *q = s->st[ST_SLOT_READ];
+    sqlite3_stmt *q = s->st[out_doc ? ST_SLOT_DOC : ST_SLOT_READ];
     int rc = 0;
     sqlite3_bind_int64(q, 1, key_signed(k));
     int src = sqlite3_step(q);
@@ -725,20 +726,19 @@ static int slot_read(struct sqlite_store *s, uint64_t k, int64_t org_id, const c
         goto out;
     }
     if (src != SQLITE_ROW) {
-        rc = fail(s, src, "reading an event key");
+        rc = sl_sqlite_fail(s, src, "reading an event key");
         goto out;
     }
-    const char *have = (const char *)sqlite3_column_text(q, reference ? 1 : 2);
-    const char *want = reference ? reference : uuid;
-    if (sqlite3_column_int64(q, 0) != org_id || !have || strcmp(have, want) != 0) {
+    const char *have = (const char *)sqlite3_column_text(q, 1);
+    if (!have || strcmp(have, uuid) != 0 || (org_id >= 0 && sqlite3_column_int64(q, 0) != org_id)) {
         *out = SLOT_OTHER;
         goto out;
     }
     *out = SLOT_MINE;
-    *out_origin = sqlite3_column_int64(q, 3);
+    *out_origin = sqlite3_column_int64(q, 2);
     if (out_doc) {
-        const char *doc = (const char *)sqlite3_column_text(q, 4);
-        size_t len = (size_t)sqlite3_column_bytes(q, 4);
+        const char *doc = (const char *)sqlite3_column_text(q, 3);
+        size_t len = (size_t)sqlite3_column_bytes(q, 3);
         *out_doc = malloc(len + 1);
         if (!*out_doc) {
             rc = SL_ENOMEM;
@@ -748,59 +748,54 @@ static int slot_read(struct sqlite_store *s, uint64_t k, int64_t org_id, const c
         (*out_doc)[len] = 0;
     }
 out:
-    done(q);
+    sl_sqlite_done(q);
     return rc;
 }
 
-static void bind_opt_text(sqlite3_stmt *q, int i, const char *v)
-{
-    if (v)
-        sqlite3_bind_text(q, i, v, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(q, i);
-}
-
 /* Appends the event row and claims dedup slot k for it. */
-static int insert_event(struct sqlite_store *s, const struct sl_store_event *ev, int64_t org_id,
-                        uint64_t k)
+static int insert_event(struct sqlite_store *s, const struct sl_store_event *ev, const char *uuid,
+                        int64_t org_id, uint64_t k)
 {
     sqlite3_stmt *q = s->st[ST_EVENT_INSERT];
     sqlite3_bind_int64(q, 1, org_id);
-    sqlite3_bind_text(q, 2, ev->uuid, SL_UUID_LEN, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, uuid, SL_UUID_LEN, SQLITE_STATIC);
     sqlite3_bind_text(q, 3, ev->reference, -1, SQLITE_STATIC);
-    bind_opt_text(q, 4, ev->title);
-    bind_opt_text(q, 5, ev->signature);
-    bind_opt_text(q, 6, ev->status);
+    sl_sqlite_bind_opt_text(q, 4, ev->title);
+    sl_sqlite_bind_opt_text(q, 5, ev->signature);
+    sl_sqlite_bind_opt_text(q, 6, ev->status);
     sqlite3_bind_int(q, 7, ev->severity);
     sqlite3_bind_int64(q, 8, ev->original_date_ms);
     sqlite3_bind_int64(q, 9, ev->created_ms);
     sqlite3_bind_int64(q, 10, key_signed(ev->origin));
     sqlite3_bind_text(q, 11, ev->doc, (int)ev->doc_len, SQLITE_STATIC);
     int rc = sqlite3_step(q);
-    done(q);
+    sl_sqlite_done(q);
     if (rc != SQLITE_DONE)
-        return fail(s, rc, "inserting an event");
+        return sl_sqlite_fail(s, rc, "inserting an event");
     q = s->st[ST_SLOT_PUT];
     sqlite3_bind_int64(q, 1, key_signed(k));
     sqlite3_bind_int64(q, 2, sqlite3_last_insert_rowid(s->db));
     rc = sqlite3_step(q);
-    done(q);
+    sl_sqlite_done(q);
     if (rc != SQLITE_DONE)
-        return fail(s, rc, "inserting an event key");
+        return sl_sqlite_fail(s, rc, "inserting an event key");
     return 0;
 }
 
-/* Stores one event unless its (organization, reference) is already stored. Collisions of the
- * 64-bit key between different events are resolved by linear probing, k+1, k+2, ... (mod 2^64);
- * events are never deleted, so a probe chain never has holes. */
+/* Stores one event unless its uuid is already stored (in whichever organization: a rule may have
+ * moved it). Collisions of the 64-bit key between different events are resolved by linear
+ * probing, k+1, k+2, ... (mod 2^64); events are never deleted, so a probe chain never has
+ * holes. */
 static int put_one(struct sqlite_store *s, const struct sl_store_event *ev, int64_t org_id,
                    enum sl_put_outcome *out)
 {
-    uint64_t k = uuid_key(ev->uuid);
+    char uuid[SL_UUID_LEN + 1];
+    sl_sqlite_uuid_lower(ev->uuid, uuid);
+    uint64_t k = uuid_key(uuid);
     for (int probe = 0; probe < PROBE_MAX; probe++, k++) {
         enum slot slot;
         int64_t origin = 0;
-        int rc = slot_read(s, k, org_id, ev->reference, NULL, &slot, &origin, NULL);
+        int rc = slot_read(s, k, uuid, -1, &slot, &origin, NULL);
         if (rc)
             return rc;
         if (slot == SLOT_OTHER)
@@ -810,19 +805,21 @@ static int put_one(struct sqlite_store *s, const struct sl_store_event *ev, int6
             return 0;
         }
         if (probe > 0)
-            SL_INFO("store: event %s: 64-bit key collision, stored at probe %d", ev->uuid, probe);
+            SL_INFO("store: event %s: 64-bit key collision, stored at probe %d", uuid, probe);
         *out = SL_PUT_STORED;
-        return insert_event(s, ev, org_id, k);
+        return insert_event(s, ev, uuid, org_id, k);
     }
-    SL_ERROR("store: event %s: no free key slot within %d probes", ev->uuid, PROBE_MAX);
+    SL_ERROR("store: event %s: no free key slot within %d probes", uuid, PROBE_MAX);
     return SL_EIO;
 }
 
 /* The row id of organization uuid, from the one-entry cache or the orgs table. */
-static int org_resolve(struct sqlite_store *s, const char *org, int64_t *out_id)
+int sl_sqlite_org_resolve(struct sqlite_store *s, const char *org, int64_t *out_id)
 {
     char uuid[SL_UUID_LEN + 1];
-    uuid_lower(org, uuid);
+    if (!org || !sl_uuid_valid(org))
+        return SL_ENOTFOUND;
+    sl_sqlite_uuid_lower(org, uuid);
     if (s->org_uuid[0] && strcmp(s->org_uuid, uuid) == 0) {
         *out_id = s->org_id;
         return 0;
@@ -837,9 +834,9 @@ static int org_resolve(struct sqlite_store *s, const char *org, int64_t *out_id)
     } else if (rc == SQLITE_DONE) {
         rc = SL_ENOTFOUND;
     } else {
-        rc = fail(s, rc, "resolving an organization");
+        rc = sl_sqlite_fail(s, rc, "resolving an organization");
     }
-    done(q);
+    sl_sqlite_done(q);
     return rc;
 }
 
@@ -850,9 +847,9 @@ static int counts_flush(struct sqlite_store *s, struct count_acc *acc)
         sqlite3_bind_int64(q, 1, acc->org_id[i]);
         sqlite3_bind_int64(q, 2, acc->n[i]);
         int rc = sqlite3_step(q);
-        done(q);
+        sl_sqlite_done(q);
         if (rc != SQLITE_DONE)
-            return fail(s, rc, "updating event counts");
+            return sl_sqlite_fail(s, rc, "updating event counts");
     }
     acc->len = 0;
     return 0;
@@ -915,9 +912,9 @@ static int keys_settle(struct sqlite_store *s, int64_t added)
     int rc = sqlite3_step(q);
     if (rc == SQLITE_ROW)
         recent = sqlite3_column_int64(q, 0);
-    done(q);
+    sl_sqlite_done(q);
     if (rc != SQLITE_ROW)
-        return fail(s, rc, "counting recent event keys");
+        return sl_sqlite_fail(s, rc, "counting recent event keys");
     rc = query_int(s, ST_COUNT_ALL, NULL, &total);
     if (rc || recent < merge_threshold(total))
         return rc;
@@ -936,7 +933,7 @@ static int events_valid(const struct sl_store_event *evs, size_t n)
     for (size_t i = 0; i < n; i++) {
         const struct sl_store_event *ev = &evs[i];
         if (!ev->reference || !ev->doc || !sl_uuid_valid(ev->uuid) || !sl_uuid_valid(ev->org) ||
-            ev->doc_len > INT32_MAX)
+            ev->doc_len > INT32_MAX || (ev->effects && !sl_sqlite_effects_valid(ev->effects)))
             return 0;
     }
     return 1;
@@ -947,37 +944,42 @@ static int sqlite_put_events(struct sl_store *st, const struct sl_store_event *e
 {
     struct sqlite_store *s = from_base(st);
     struct count_acc acc = {.len = 0};
+    struct sl_sqlite_hits hits = {.len = 0};
     int64_t added = 0;
     int rc;
     if (n == 0)
         return 0;
     if (!evs || !out_outcomes || !events_valid(evs, n))
         return SL_EINVAL;
-    /* IMMEDIATE takes the write lock up front: a deferred transaction that read first could
-     * not upgrade once another process had committed, and would fail without waiting. */
-    rc = exec_simple(s, ST_BEGIN_WRITE);
+    rc = sl_sqlite_begin(s, 1);
     if (rc)
         return rc;
     for (size_t i = 0; i < n; i++) {
         int64_t org_id = 0;
-        rc = org_resolve(s, evs[i].org, &org_id);
+        rc = sl_sqlite_org_resolve(s, evs[i].org, &org_id);
         if (rc == 0)
             rc = put_one(s, &evs[i], org_id, &out_outcomes[i]);
         if (rc == 0 && out_outcomes[i] == SL_PUT_STORED) {
             added++;
             rc = counts_add(s, &acc, org_id);
+            /* Only a newly stored event has effects: a redelivery or a duplicate had them
+             * applied when it was stored. */
+            if (rc == 0 && evs[i].effects)
+                rc = sl_sqlite_effects_apply(s, &evs[i], org_id, &hits);
         }
         if (rc)
             goto out;
     }
     rc = counts_flush(s, &acc);
     if (rc == 0)
+        rc = sl_sqlite_hits_flush(s, &hits);
+    if (rc == 0)
         rc = keys_settle(s, added);
     if (rc == 0)
-        rc = exec_simple(s, ST_COMMIT);
+        rc = sl_sqlite_commit(s);
 out:
     if (rc)
-        tx_rollback(s);
+        sl_sqlite_rollback(s);
     return rc;
 }
 
@@ -992,16 +994,17 @@ static int sqlite_event_get(struct sl_store *st, const char *org, const char *uu
     *out_doc = NULL;
     if (!org || !uuid || !sl_uuid_valid(uuid))
         return SL_ENOTFOUND;
-    uuid_lower(uuid, want);
+    sl_sqlite_uuid_lower(uuid, want);
     rc = org_find(s, org, NULL, NULL, &org_id);
     if (rc)
         return rc;
     /* Follow the same probe chain put_one made; a slot holding this uuid in another
-     * organization is passed over like any other collision. */
+     * organization (an event a rule moved, or two organizations' events of one uuid stored by
+     * schema version 1) is passed over like any other collision. */
     uint64_t k = uuid_key(want);
     for (int probe = 0; probe < PROBE_MAX; probe++, k++) {
         enum slot slot;
-        rc = slot_read(s, k, org_id, NULL, want, &slot, &origin, out_doc);
+        rc = slot_read(s, k, want, org_id, &slot, &origin, out_doc);
         if (rc)
             return rc;
         if (slot == SLOT_EMPTY)
@@ -1020,17 +1023,11 @@ static int sqlite_event_count(struct sl_store *st, const char *org, int64_t *out
         return query_int(s, ST_COUNT_ALL, NULL, out_count);
     if (!sl_uuid_valid(org))
         return SL_ENOTFOUND;
-    uuid_lower(org, lower);
+    sl_sqlite_uuid_lower(org, lower);
     return query_int(s, ST_COUNT_ORG, lower, out_count);
 }
 
-/* A growable output buffer with a hard maximum. */
-struct outbuf {
-    char *p;
-    size_t len, cap, max;
-};
-
-static int outbuf_put(struct outbuf *b, const char *data, size_t n)
+int sl_sqlite_buf_put(struct sl_sqlite_buf *b, const char *data, size_t n)
 {
     if (n > b->max - b->len)
         return SL_EFULL;
@@ -1052,6 +1049,43 @@ static int outbuf_put(struct outbuf *b, const char *data, size_t n)
     return 0;
 }
 
+int sl_sqlite_buf_json_str(struct sl_sqlite_buf *b, const char *str, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)str;
+    size_t run = 0; /* start of the bytes not yet written, which need no escaping */
+    int rc;
+    if (!str)
+        return sl_sqlite_buf_put(b, "null", 4);
+    if ((rc = sl_sqlite_buf_put(b, "\"", 1)))
+        return rc;
+    for (size_t i = 0; i < len;) {
+        char esc[8];
+        size_t elen = 0, step = 1;
+        uint32_t cp;
+        if (p[i] == '"' || p[i] == '\\') {
+            esc[0] = '\\', esc[1] = (char)p[i], elen = 2;
+        } else if (p[i] < 0x20) {
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[p[i] >> 4], esc[5] = hex[p[i] & 15], elen = 6;
+        } else if (p[i] >= 0x80 && (step = sl_sqlite_utf8_decode(p + i, len - i, &cp)) == 0) {
+            memcpy(esc, "\\ufffd", 6), elen = 6, step = 1;
+        }
+        if (elen == 0) {
+            i += step;
+            continue;
+        }
+        if ((rc = sl_sqlite_buf_put(b, str + run, i - run)) ||
+            (rc = sl_sqlite_buf_put(b, esc, elen)))
+            return rc;
+        i += step;
+        run = i;
+    }
+    if ((rc = sl_sqlite_buf_put(b, str + run, len - run)))
+        return rc;
+    return sl_sqlite_buf_put(b, "\"", 1);
+}
+
 static const char *nonempty(const char *v)
 {
     return v && *v ? v : NULL;
@@ -1063,16 +1097,16 @@ static void bind_filter(sqlite3_stmt *q, const struct sl_event_filter *f)
     sqlite3_bind_text(q, 1, f->org, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 2, f->start_ms ? f->start_ms : INT64_MIN);
     sqlite3_bind_int64(q, 3, f->end_ms ? f->end_ms : INT64_MAX);
-    bind_opt_text(q, 4, nonempty(f->status));
+    sl_sqlite_bind_opt_text(q, 4, nonempty(f->status));
     sqlite3_bind_int(q, 5, f->nseverities);
     for (int i = 0; i < 8; i++) {
         int sev = f->nseverities ? f->severities[i < f->nseverities ? i : 0] : 0;
         sqlite3_bind_int(q, 6 + i, sev);
     }
-    bind_opt_text(q, 14, nonempty(f->title));
-    bind_opt_text(q, 15, nonempty(f->signature));
-    bind_opt_text(q, 16, nonempty(f->tag));
-    bind_opt_text(q, 17, nonempty(f->observable));
+    sl_sqlite_bind_opt_text(q, 14, nonempty(f->title));
+    sl_sqlite_bind_opt_text(q, 15, nonempty(f->signature));
+    sl_sqlite_bind_opt_text(q, 16, nonempty(f->tag));
+    sl_sqlite_bind_opt_text(q, 17, nonempty(f->observable));
 }
 
 /* Whether f selects every event of its organization, so the total is event_counts' number. */
@@ -1092,7 +1126,7 @@ static int list_total(struct sqlite_store *s, const struct sl_event_filter *f, i
             *out = 0;
             return 0;
         }
-        uuid_lower(f->org, lower);
+        sl_sqlite_uuid_lower(f->org, lower);
         int rc = query_int(s, ST_COUNT_ORG, lower, out);
         if (rc == SL_ENOTFOUND)
             *out = 0;
@@ -1105,9 +1139,9 @@ static int list_total(struct sqlite_store *s, const struct sl_event_filter *f, i
         *out = sqlite3_column_int64(q, 0);
         rc = 0;
     } else {
-        rc = fail(s, rc, "counting events");
+        rc = sl_sqlite_fail(s, rc, "counting events");
     }
-    done(q);
+    sl_sqlite_done(q);
     return rc;
 }
 
@@ -1121,22 +1155,22 @@ static int filter_valid(const struct sl_event_filter *f)
 }
 
 /* Steps the list statement and writes the documents as a JSON array into b. */
-static int list_docs(struct sqlite_store *s, sqlite3_stmt *q, struct outbuf *b)
+static int list_docs(struct sqlite_store *s, sqlite3_stmt *q, struct sl_sqlite_buf *b)
 {
-    int rc = outbuf_put(b, "[", 1), first = 1, src = SQLITE_DONE;
+    int rc = sl_sqlite_buf_put(b, "[", 1), first = 1, src = SQLITE_DONE;
     while (rc == 0 && (src = sqlite3_step(q)) == SQLITE_ROW) {
         const char *doc = (const char *)sqlite3_column_text(q, 0);
         size_t len = (size_t)sqlite3_column_bytes(q, 0);
         if (!first)
-            rc = outbuf_put(b, ",", 1);
+            rc = sl_sqlite_buf_put(b, ",", 1);
         if (rc == 0)
-            rc = outbuf_put(b, doc ? doc : "null", doc ? len : 4);
+            rc = sl_sqlite_buf_put(b, doc ? doc : "null", doc ? len : 4);
         first = 0;
     }
     if (rc == 0 && src != SQLITE_DONE)
-        rc = fail(s, src, "listing events");
+        rc = sl_sqlite_fail(s, src, "listing events");
     if (rc == 0)
-        rc = outbuf_put(b, "]", 1);
+        rc = sl_sqlite_buf_put(b, "]", 1);
     return rc;
 }
 
@@ -1154,7 +1188,7 @@ static int sqlite_event_list(struct sl_store *st, const struct sl_event_filter *
                              int64_t *out_total)
 {
     struct sqlite_store *s = from_base(st);
-    struct outbuf b = {.max = s->list_max_bytes};
+    struct sl_sqlite_buf b = {.max = s->list_max_bytes};
     sqlite3_stmt *list = s->st[f && f->sort_asc ? ST_LIST_ASC : ST_LIST_DESC];
     int rc;
     *out_json = NULL;
@@ -1173,16 +1207,16 @@ static int sqlite_event_list(struct sl_store *st, const struct sl_event_filter *
         sqlite3_bind_int64(list, 18, f->page_size);
         sqlite3_bind_int64(list, 19, (f->page - 1) * f->page_size);
         rc = list_docs(s, list, &b);
-        done(list);
+        sl_sqlite_done(list);
     }
     /* Off before COMMIT or ROLLBACK, which must not be interrupted, and before the handle's
      * next call (writes have no deadline). */
     sqlite3_progress_handler(s->db, 0, NULL, NULL);
     s->deadline_hit = 0;
     if (rc == 0)
-        rc = exec_simple(s, ST_COMMIT);
+        rc = sl_sqlite_commit(s);
     if (rc) {
-        tx_rollback(s);
+        sl_sqlite_rollback(s);
         free(b.p);
         return rc;
     }
@@ -1212,4 +1246,20 @@ static const struct sl_store_ops sqlite_ops = {
     .event_get = sqlite_event_get,
     .event_list = sqlite_event_list,
     .event_count = sqlite_event_count,
+    .org_list = sqlite_org_list,
+    .meta_put = sl_sqlite_meta_put,
+    .meta_get = sl_sqlite_meta_get,
+    .meta_list = sl_sqlite_meta_list,
+    .meta_delete = sl_sqlite_meta_delete,
+    .meta_version = sl_sqlite_meta_version,
+    .list_values_add = sl_sqlite_list_values_add,
+    .list_values_delete = sl_sqlite_list_values_delete,
+    .list_values_expire = sl_sqlite_list_values_expire,
+    .list_values_page = sl_sqlite_list_values_page,
+    .list_values_iter = sl_sqlite_list_values_iter,
+    .list_values_count = sl_sqlite_list_values_count,
+    .mute_active = sl_sqlite_mute_active,
+    .mute_get = sl_sqlite_mute_get,
+    .case_get = sl_sqlite_case_get,
+    .case_events = sl_sqlite_case_events,
 };
