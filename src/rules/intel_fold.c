@@ -1,0 +1,141 @@
+/* Case folding of values for case-insensitive Intel Lists: ASCII inline, UTF-8 by towlower_l. */
+#include "rules/intel_internal.h"
+
+#include <locale.h>
+#include <pthread.h>
+#include <string.h>
+#include <wctype.h>
+
+static locale_t utf8_locale = (locale_t)0;
+static pthread_once_t locale_once = PTHREAD_ONCE_INIT;
+
+static void locale_init(void)
+{
+    /* Without C.UTF-8 only ASCII folds (towlower_l in "C" maps nothing else); the result is the
+     * same for inserts and lookups, so lists stay consistent. */
+    utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+}
+
+/* Decodes one UTF-8 character at s[0..n): returns its length and *cp, or 0 when invalid. */
+static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    unsigned c = s[0];
+    size_t len;
+    uint32_t v, min;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+        len = 2, v = c & 0x1f, min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3, v = c & 0x0f, min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4, v = c & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        v = (v << 6) | (s[i] & 0x3f);
+    }
+    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+        return 0;
+    *cp = v;
+    return len;
+}
+
+static size_t utf8_encode(uint32_t v, unsigned char *out)
+{
+    if (v < 0x80) {
+        out[0] = (unsigned char)v;
+        return 1;
+    }
+    if (v < 0x800) {
+        out[0] = (unsigned char)(0xc0 | (v >> 6));
+        out[1] = (unsigned char)(0x80 | (v & 0x3f));
+        return 2;
+    }
+    if (v < 0x10000) {
+        out[0] = (unsigned char)(0xe0 | (v >> 12));
+        out[1] = (unsigned char)(0x80 | ((v >> 6) & 0x3f));
+        out[2] = (unsigned char)(0x80 | (v & 0x3f));
+        return 3;
+    }
+    out[0] = (unsigned char)(0xf0 | (v >> 18));
+    out[1] = (unsigned char)(0x80 | ((v >> 12) & 0x3f));
+    out[2] = (unsigned char)(0x80 | ((v >> 6) & 0x3f));
+    out[3] = (unsigned char)(0x80 | (v & 0x3f));
+    return 4;
+}
+
+size_t sl_intel_fold(const char *in, size_t len, char *out, size_t cap)
+{
+    const unsigned char *s = (const unsigned char *)in;
+    unsigned char *o = (unsigned char *)out;
+    size_t i = 0, j = 0;
+    while (i < len) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            if (j >= cap)
+                return (size_t)-1;
+            o[j++] = (unsigned char)(c - 'A' < 26u ? c + ('a' - 'A') : c);
+            i++;
+            continue;
+        }
+        uint32_t cp;
+        size_t n = utf8_decode(s + i, len - i, &cp);
+        if (n == 0) {
+            if (j >= cap)
+                return (size_t)-1;
+            o[j++] = (unsigned char)c; /* not UTF-8: kept as it is */
+            i++;
+            continue;
+        }
+        pthread_once(&locale_once, locale_init);
+        uint32_t lower = cp;
+        if (utf8_locale != (locale_t)0) {
+            wint_t w = towlower_l((wint_t)cp, utf8_locale);
+            /* Never fold into a surrogate or out of range (towlower does not, but be sure). */
+            if (w <= 0x10ffff && !(w >= 0xd800 && w <= 0xdfff))
+                lower = (uint32_t)w;
+        }
+        unsigned char enc[4];
+        size_t m = utf8_encode(lower, enc);
+        if (j + m > cap)
+            return (size_t)-1;
+        memcpy(o + j, enc, m);
+        j += m;
+        i += n;
+    }
+    return j;
+}
+
+int sl_intel_utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        /* ASCII runs eight bytes at a time. */
+        if (i + 8 <= len) {
+            uint64_t w;
+            memcpy(&w, p + i, 8);
+            if (!(w & 0x8080808080808080ULL)) {
+                i += 8;
+                continue;
+            }
+        }
+        if (p[i] < 0x80) {
+            i++;
+            continue;
+        }
+        uint32_t cp;
+        size_t n = utf8_decode(p + i, len - i, &cp);
+        if (n == 0)
+            return 0;
+        i += n;
+    }
+    return 1;
+}
