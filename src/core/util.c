@@ -268,3 +268,44 @@ int sl_parse_bool(const char *s, int *out)
     }
     return SL_EINVAL;
 }
+
+/* The length of the valid UTF-8 sequence at s (n bytes available), or 0 if it is not one. */
+size_t sl_utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    unsigned lo = 0x80, hi = 0xbf;
+    size_t len;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        lo = c == 0xe0 ? 0xa0 : 0x80; /* no overlong forms */
+        hi = c == 0xed ? 0x9f : 0xbf; /* no surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        lo = c == 0xf0 ? 0x90 : 0x80;
+        hi = c == 0xf4 ? 0x8f : 0xbf; /* nothing above U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    return len;
+}
+
+int sl_utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        size_t n = sl_utf8_seq(u + i, len - i);
+        if (n == 0 || u[i] == 0)
+            return 0;
+        i += n;
+    }
+    return 1;
+}

@@ -44,4 +44,10 @@ int sl_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
 /* Parses true/false/1/0/yes/no/on/off (any case). Returns 0 or SL_EINVAL. */
 int sl_parse_bool(const char *s, int *out);
 
+/* The length of the valid UTF-8 sequence at s (n > 0 bytes available), or 0 if it is not one
+ * (overlong forms, surrogates and code points above U+10FFFF are not). */
+size_t sl_utf8_seq(const unsigned char *s, size_t n);
+/* Whether s[0..len) is valid UTF-8 without NUL bytes. */
+int sl_utf8_valid(const char *s, size_t len);
+
 #endif

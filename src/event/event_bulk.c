@@ -21,35 +21,6 @@
 
 /* ---- messages ---------------------------------------------------------------------------- */
 
-/* The length of the valid UTF-8 sequence at s (n bytes available), or 0 if it is not one. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    unsigned lo = 0x80, hi = 0xbf;
-    size_t len;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        lo = c == 0xe0 ? 0xa0 : 0x80; /* no overlong forms */
-        hi = c == 0xed ? 0x9f : 0xbf; /* no surrogates */
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        lo = c == 0xf0 ? 0x90 : 0x80;
-        hi = c == 0xf4 ? 0x8f : 0xbf; /* nothing above U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    return len;
-}
-
 /* Copies at most max bytes of s into out (cap bytes) as printable, valid UTF-8: quotes and
  * backslashes are escaped, control characters and invalid bytes become '?', and "..." marks a
  * cut. Client text in messages must not break the JSON error response that carries them. */
@@ -60,7 +31,7 @@ static void show_text(char *out, size_t cap, const char *s, size_t len, size_t m
     if (cap < 5)
         return;
     while (i < len && i < max && o + 5 < cap) {
-        size_t n = utf8_seq(u + i, len - i);
+        size_t n = sl_utf8_seq(u + i, len - i);
         if (n > 1) {
             if (i + n > max || o + n + 4 >= cap)
                 break;
@@ -355,7 +326,7 @@ static void prescan(const unsigned char *s, size_t len, struct scan *out)
     while (i < len) {
         unsigned char c = s[i];
         if (c >= 0x80) {
-            size_t n = utf8_seq(s + i, len - i);
+            size_t n = sl_utf8_seq(s + i, len - i);
             if (n == 0) {
                 out->why = "invalid UTF-8";
                 break;
