@@ -103,4 +103,19 @@ void sl_rql_input_fini(struct sl_rql_input *in);
 int sl_rql_match(const struct sl_rql *prog, struct sl_rql_input *in, const struct sl_rql_env *env,
                  struct sl_arena *scratch, int *oom);
 
+/* Index hints (rql_hint.c), so a ruleset evaluates only the rules an event can match.
+ * sl_rql_hint finds an equality the program cannot match without: `field = "s"` or
+ * `field in ["a", ...]` (string literals only, no mutators, not negated, not under raw_log) at
+ * the top or in the top-level `and` chain (the one with the fewest values). It returns the
+ * number of values (0: no hint, or more than max), with *field (not NUL-terminated: *field_len
+ * bytes) and the values pointing into prog. */
+size_t sl_rql_hint(const struct sl_rql *prog, const char **field, size_t *field_len,
+                   const char **values, size_t *lens, size_t max);
+/* Calls cb for every string the field path resolves to in event, as `=` would compare them
+ * (each string element of a list; lists of objects flattened). Returns 0, cb's non-zero value,
+ * or -1 when the event's shape is beyond this resolver (a key containing a dot, nested lists):
+ * then any value is possible and the caller must evaluate the rules keyed on this field. */
+int sl_rql_field_strings(const char *field, size_t len, const cJSON *event,
+                         int (*cb)(void *ud, const char *s, size_t n), void *ud);
+
 #endif
