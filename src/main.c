@@ -16,6 +16,9 @@ static const char usage[] =
     "                        issue an API key\n"
     "  config [--json|--markdown]\n"
     "                        print the effective settings and where each came from\n"
+    "  rules test --rules FILE --events FILE.jsonl [--lists FILE]\n"
+    "                        run event rules and intel lists against events, offline\n"
+    "  rql check [-0]        compile RQL queries from stdin, one JSON verdict per query\n"
     "  version               print the version\n"
     "\n"
     "Settings come from the environment (REFLEX_EVENT_PROCESSOR_*, SLUICE_*): see\n"
@@ -37,10 +40,8 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         int (*fn)(int, char **);
-    } cmds[] = {{"serve", sl_cli_serve},
-                {"org", sl_cli_org},
-                {"apikey", sl_cli_apikey},
-                {"config", sl_cli_config},
+    } cmds[] = {{"serve", sl_cli_serve},    {"org", sl_cli_org},     {"apikey", sl_cli_apikey},
+                {"config", sl_cli_config},  {"rules", sl_cli_rules}, {"rql", sl_cli_rql},
                 {"version", sl_cli_version}};
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         if (!strcmp(cmd, cmds[i].name))

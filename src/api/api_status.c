@@ -42,6 +42,7 @@ static int processing_disabled(const struct sl_api *api)
 /* Worker counters summed over every slot (a slot keeps its counts across restarts). */
 struct worker_totals {
     int64_t stored, duplicates, redelivered, invalid, restarts;
+    int64_t rule_hits, intel_hits, muted, dns_misses, rule_errors;
 };
 
 static void worker_totals(const struct sl_stats *st, struct worker_totals *t)
@@ -54,6 +55,11 @@ static void worker_totals(const struct sl_stats *st, struct worker_totals *t)
         t->redelivered += atomic_load(&w->redelivered);
         t->invalid += atomic_load(&w->invalid);
         t->restarts += atomic_load(&w->restarts);
+        t->rule_hits += atomic_load(&w->rule_hits);
+        t->intel_hits += atomic_load(&w->intel_hits);
+        t->muted += atomic_load(&w->muted);
+        t->dns_misses += atomic_load(&w->dns_misses);
+        t->rule_errors += atomic_load(&w->rule_errors);
     }
 }
 
@@ -95,6 +101,8 @@ static cJSON *worker_json(const struct sl_api *api, const struct sl_worker_slot 
     cJSON_AddNumberToObject(o, "stored", (double)atomic_load(&w->stored));
     cJSON_AddNumberToObject(o, "duplicates", (double)atomic_load(&w->duplicates));
     cJSON_AddNumberToObject(o, "restarts", (double)atomic_load(&w->restarts));
+    cJSON_AddNumberToObject(o, "event_rules", (double)atomic_load(&w->rules_loaded));
+    cJSON_AddNumberToObject(o, "intel_lists", (double)atomic_load(&w->lists_loaded));
     return o;
 }
 
@@ -121,6 +129,10 @@ static cJSON *queue_stats_json(const struct sl_api *api)
     cJSON_AddNumberToObject(ev, "duplicates", (double)t.duplicates);
     cJSON_AddNumberToObject(ev, "redelivered", (double)t.redelivered);
     cJSON_AddNumberToObject(ev, "invalid", (double)t.invalid);
+    cJSON_AddNumberToObject(ev, "rule_hits", (double)t.rule_hits);
+    cJSON_AddNumberToObject(ev, "intel_hits", (double)t.intel_hits);
+    cJSON_AddNumberToObject(ev, "muted", (double)t.muted);
+    cJSON_AddNumberToObject(ev, "dns_misses", (double)t.dns_misses);
     cJSON_AddNumberToObject(o, "size", (double)sl_api_backlog(api));
     cJSON_AddItemToObject(o, "workers", workers);
     cJSON_AddNumberToObject(o, "respawns", (double)atomic_load(&st->respawns));
@@ -272,6 +284,17 @@ static void metrics_text(const struct sl_api *api, struct mbuf *b)
            "Stream records delivered again after a crash and found already stored.", t.redelivered);
     metric(b, "sluice_events_invalid_total", "counter",
            "Stream records workers could not turn into events.", t.invalid);
+    metric(b, "sluice_rule_hits_total", "counter",
+           "Event rule matches (an event two rules hit counts twice).", t.rule_hits);
+    metric(b, "sluice_intel_hits_total", "counter",
+           "Observables that matched an intel list at ingest.", t.intel_hits);
+    metric(b, "sluice_events_muted_total", "counter",
+           "Events stored dismissed because a mute_event rule muted their signature.", t.muted);
+    metric(b, "sluice_dns_misses_total", "counter",
+           "RQL DNS mutators evaluated as no value because the answer was not cached yet.",
+           t.dns_misses);
+    metric(b, "sluice_rule_errors_total", "counter",
+           "Rule evaluations that could not finish (evaluation memory ran out).", t.rule_errors);
     metric(b, "sluice_backlog_events", "gauge",
            "Events in the stream not yet committed by the workers.", sl_api_backlog(api));
     metric(b, "sluice_worker_restarts_total", "counter",

@@ -10,6 +10,8 @@ int sl_cli_org(int argc, char **argv);
 int sl_cli_apikey(int argc, char **argv);
 int sl_cli_config(int argc, char **argv);
 int sl_cli_version(int argc, char **argv);
+int sl_cli_rql(int argc, char **argv);
+int sl_cli_rules(int argc, char **argv);
 
 /* Loads the configuration from the environment; on a bad value prints it to stderr and returns
  * non-zero (the caller exits 2). Unknown variables are warned about on stderr. */

@@ -1,6 +1,7 @@
 /* `sluice serve`: validates the configuration and runs the supervisor. */
 #include "cli/cli.h"
 #include "processor/processor.h"
+#include "rules/netlookup.h"
 
 #include <stdio.h>
 
@@ -53,5 +54,16 @@ int sl_cli_serve(int argc, char **argv)
                 (long long)cfg.stream_max_bytes, (long long)cfg.max_body_bytes);
         return 2;
     }
+    /* The GeoIP database and DNS server are opened by every worker: refuse a bad one here,
+     * once and clearly, rather than let workers fail and restart forever. */
+    char err[512];
+    struct sl_netlookup *net =
+        sl_netlookup_open(cfg.geoip_db, cfg.dns_server, (size_t)cfg.dns_cache_size,
+                          cfg.dns_cache_ttl_s, cfg.dns_timeout_s, err, sizeof(err));
+    if (!net) {
+        fprintf(stderr, "sluice: %s\n", err);
+        return 2;
+    }
+    sl_netlookup_close(net);
     return sl_supervisor_run(&cfg);
 }

@@ -109,6 +109,10 @@ static const struct cfg_entry table[] = {
      "How long a DNS answer (or a known absence of one) stays in the cache."},
     {"SLUICE_DNS_TIMEOUT", T_DURATION, OFF(dns_timeout_s), "2", 1, 60,
      "How long the background resolver waits for one DNS answer."},
+    {"SLUICE_LIST_POLL_CHECK", T_DURATION, OFF(list_poll_check_s), "60", 1, 3600,
+     "How often the list poller (a thread of worker 0) looks for Intel Lists with a url whose "
+     "poll_interval has passed, or whose poll was asked for through the API. (Reflex: "
+     "REFLEX_THREAT_LIST_POLLER_INTERVAL, 5 minutes.)"},
     {"SLUICE_DRAIN_TIMEOUT", T_DURATION, OFF(drain_timeout_s), "30", 1, 3600,
      "On SIGTERM, how long children may take to finish their batch and requests before they "
      "are killed."},

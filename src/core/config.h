@@ -38,6 +38,7 @@ struct sl_config {
     int64_t dns_cache_size;         /* SLUICE_DNS_CACHE_SIZE: answers cached per worker */
     int64_t dns_cache_ttl_s;        /* SLUICE_DNS_CACHE_TTL */
     int64_t dns_timeout_s;          /* SLUICE_DNS_TIMEOUT */
+    int64_t list_poll_check_s;      /* SLUICE_LIST_POLL_CHECK */
 };
 
 enum sl_config_source { SL_CONFIG_DEFAULT = 0, SL_CONFIG_ENV = 1 };

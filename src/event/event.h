@@ -57,6 +57,7 @@ struct sl_event_prepared {
     char *doc;                 /* row.doc (owned) */
     char uuid[SL_UUID_LEN + 1];
     char signature[33];
+    size_t record_len; /* of the stream record (sizes the render buffer) */
 };
 
 /* Prepares one stream record (as made by sl_event_normalize) for the store: drops observables
@@ -70,6 +71,15 @@ struct sl_event_prepared {
 int sl_event_prepare(const void *record, size_t len, uint64_t origin, int64_t now_ms,
                      struct sl_event_prepared *out, char *err, size_t errlen);
 void sl_event_prepared_fini(struct sl_event_prepared *p);
+
+/* sl_event_prepare in two steps, so that a rule stage can edit the event in between:
+ * sl_event_prepare_tree does everything but the rendering (out->tree is the event; out->row has
+ * uuid, reference, title, signature, origin and dates), and sl_event_prepare_finish reads the
+ * organization, status name and severity back from the tree (a rule may have changed them),
+ * renders the doc and completes out->row. Same return values as sl_event_prepare. */
+int sl_event_prepare_tree(const void *record, size_t len, uint64_t origin, int64_t now_ms,
+                          struct sl_event_prepared *out, char *err, size_t errlen);
+int sl_event_prepare_finish(struct sl_event_prepared *out, char *err, size_t errlen);
 
 /* The stored signature: md5_hex(client_signature + org_uuid) when the client sent a non-empty
  * signature; otherwise md5_hex(fallback + org_uuid) where fallback = md5_hex of the title, a

@@ -358,6 +358,7 @@ static int prepare(const void *record, size_t len, uint64_t origin, int64_t now_
     struct sl_store_event *row = &out->row;
     int rc;
     memset(out, 0, sizeof(*out));
+    out->record_len = len;
     if ((rc = parse_record(record, len, out, err, errlen)) != 0)
         return rc;
     cJSON *tree = out->tree;
@@ -383,6 +384,8 @@ static int prepare(const void *record, size_t len, uint64_t origin, int64_t now_
         return rc;
     if ((rc = sign(tree, org, title, out, err, errlen)) != 0)
         return rc;
+    /* The uuid (the store's dedup key) comes from the ingest organization: a rule may move the
+     * event to another one later, and a redelivery must still find it. */
     const char *parts[2] = {org, ref};
     const size_t lens[2] = {strlen(org), strlen(ref)};
     if (sl_uuid_from_parts(parts, lens, 2, out->uuid) != 0) {
@@ -393,36 +396,74 @@ static int prepare(const void *record, size_t len, uint64_t origin, int64_t now_
         (rc = set_status_new(tree, out, err, errlen)) != 0 ||
         (rc = set_dates(tree, now_ms, out, err, errlen)) != 0)
         goto out;
-    if (!(out->doc = render(tree, len))) {
-        rc = SL_ENOMEM;
-        goto out;
-    }
     row->uuid = out->uuid;
-    row->org = org;
     row->reference = ref;
     row->title = title;
     row->signature = out->signature;
     row->origin = origin;
-    row->doc = out->doc;
-    row->doc_len = strlen(out->doc);
 out:
     if (rc == SL_ENOMEM)
         sl_set_err(err, errlen, "out of memory");
     return rc;
 }
 
-int sl_event_prepare(const void *record, size_t len, uint64_t origin, int64_t now_ms,
-                     struct sl_event_prepared *out, char *err, size_t errlen)
+/* Re-reads what a rule stage may have changed (organization, status, severity) and renders. */
+static int finish(struct sl_event_prepared *out, char *err, size_t errlen)
 {
-    unsigned failed = sl_event_alloc_failures();
-    int rc = prepare(record, len, origin, now_ms, out, err, errlen);
-    /* A record that failed because memory ran out is not invalid: the caller must retry it,
-     * never skip it (it was acknowledged). */
-    if (rc != 0 && sl_event_alloc_failures() != failed) {
+    struct sl_store_event *row = &out->row;
+    const cJSON *status = cJSON_GetObjectItemCaseSensitive(out->tree, "status");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(status, "name");
+    int rc;
+    row->org = required_string(out->tree, "organization", err, errlen);
+    if (!row->org || !sl_uuid_valid(row->org)) {
+        sl_set_err(err, errlen, "record: organization is not a uuid");
+        return SL_EINVAL;
+    }
+    if (!cJSON_IsString(name) || !name->valuestring) {
+        sl_set_err(err, errlen, "status: expected an object with a name");
+        return SL_EINVAL;
+    }
+    row->status = name->valuestring;
+    if ((rc = get_severity(out->tree, &row->severity, err, errlen)) != 0)
+        return rc;
+    if (!(out->doc = render(out->tree, out->record_len))) {
+        sl_set_err(err, errlen, "out of memory");
+        return SL_ENOMEM;
+    }
+    row->doc = out->doc;
+    row->doc_len = strlen(out->doc);
+    return 0;
+}
+
+/* A record that failed because memory ran out is not invalid: the caller must retry it, never
+ * skip it (it was acknowledged). */
+static int oom_or(int rc, unsigned failed_before, char *err, size_t errlen)
+{
+    if (rc != 0 && sl_event_alloc_failures() != failed_before) {
         sl_set_err(err, errlen, "out of memory");
         rc = SL_ENOMEM;
     }
     return rc;
+}
+
+int sl_event_prepare_tree(const void *record, size_t len, uint64_t origin, int64_t now_ms,
+                          struct sl_event_prepared *out, char *err, size_t errlen)
+{
+    unsigned failed = sl_event_alloc_failures();
+    return oom_or(prepare(record, len, origin, now_ms, out, err, errlen), failed, err, errlen);
+}
+
+int sl_event_prepare_finish(struct sl_event_prepared *out, char *err, size_t errlen)
+{
+    unsigned failed = sl_event_alloc_failures();
+    return oom_or(finish(out, err, errlen), failed, err, errlen);
+}
+
+int sl_event_prepare(const void *record, size_t len, uint64_t origin, int64_t now_ms,
+                     struct sl_event_prepared *out, char *err, size_t errlen)
+{
+    int rc = sl_event_prepare_tree(record, len, origin, now_ms, out, err, errlen);
+    return rc ? rc : sl_event_prepare_finish(out, err, errlen);
 }
 
 void sl_event_prepared_fini(struct sl_event_prepared *p)

@@ -46,6 +46,13 @@ struct sl_worker_slot {
     _Atomic int64_t batches;
     _Atomic int64_t store_errors;
     _Atomic int64_t restarts;
+    _Atomic int64_t rules_loaded; /* active event rules in the loaded ruleset */
+    _Atomic int64_t lists_loaded; /* active intel lists */
+    _Atomic int64_t rule_hits;    /* rule matches (an event hit by 2 rules counts 2) */
+    _Atomic int64_t intel_hits;   /* observables that matched a list */
+    _Atomic int64_t muted;        /* events that arrived with a muted signature */
+    _Atomic int64_t dns_misses;   /* DNS mutators evaluated before the answer was cached */
+    _Atomic int64_t rule_errors;  /* rule evaluations that ran out of scratch memory */
 };
 
 /* HTTP status classes counted per exact code for these; others go to "other". */

@@ -12,6 +12,9 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "event/event.h"
+#include "processor/poller.h"
+#include "rules/netlookup.h"
+#include "rules/ruleset.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -27,6 +30,10 @@
 #define PERMANENT_TRIES  5
 #define ARENA_CHUNK      (1024 * 1024)
 #define ARENA_KEEP       (32 * 1024 * 1024)
+#define META_CHECK_MS    250 /* how often the store's meta version is compared */
+#define META_RETRY_MS    5000
+#define SCRATCH_CHUNK    (64 * 1024)
+#define SCRATCH_KEEP     (4 * 1024 * 1024)
 
 /* One batch in flight: prepared events and the positions to commit once they are stored. */
 struct batch {
@@ -34,8 +41,9 @@ struct batch {
     struct sl_event_prepared *prepared; /* es_bulk_size of them */
     struct sl_store_event *rows;
     enum sl_put_outcome *outcomes;
-    uint32_t *parts; /* partitions seen in the batch */
-    uint64_t *next;  /* offset after the last record of parts[i] */
+    struct sl_store_effects *effects; /* rows[i].effects points here when a rule acted */
+    uint32_t *parts;                  /* partitions seen in the batch */
+    uint64_t *next;                   /* offset after the last record of parts[i] */
     size_t nparts, nrecs, nrows;
     int64_t t0;
     int full; /* under the worker lock: prepared, waiting for the writer */
@@ -47,7 +55,16 @@ struct worker {
     struct sl_stats *stats;
     struct sl_worker_slot *slot;
     volatile sig_atomic_t *stop;
-    struct sl_store *store;
+    struct sl_store *store;      /* the writer thread's */
+    struct sl_store *meta_store; /* the consumer thread's: rules, lists, mutes */
+    struct sl_ruleset *rules;
+    struct sl_arena *scratch; /* RQL evaluation temporaries, reset per rule */
+    struct sl_netlookup *net; /* geo and DNS mutators */
+    int64_t meta_version;
+    int64_t meta_checked_ms; /* monotonic */
+    int64_t meta_loaded_ms;  /* monotonic */
+    int64_t meta_failed_ms;  /* monotonic, of the last failed load (0: none) */
+    int64_t mutes_active;
     struct sl_stream *stream;
     struct sl_stream_consumer *consumer;
     size_t nmine;
@@ -78,9 +95,12 @@ static int batch_init(struct batch *b, size_t bulk, size_t nmine)
     b->prepared = calloc(bulk, sizeof(*b->prepared));
     b->rows = calloc(bulk, sizeof(*b->rows));
     b->outcomes = calloc(bulk, sizeof(*b->outcomes));
+    b->effects = calloc(bulk, sizeof(*b->effects));
     b->parts = calloc(nmine, sizeof(*b->parts));
     b->next = calloc(nmine, sizeof(*b->next));
-    return b->arena && b->prepared && b->rows && b->outcomes && b->parts && b->next ? 0 : SL_ENOMEM;
+    return b->arena && b->prepared && b->rows && b->outcomes && b->effects && b->parts && b->next
+               ? 0
+               : SL_ENOMEM;
 }
 
 static void batch_fini(struct batch *b)
@@ -91,6 +111,7 @@ static void batch_fini(struct batch *b)
     free(b->prepared);
     free(b->rows);
     free(b->outcomes);
+    free(b->effects);
     free(b->parts);
     free(b->next);
 }
@@ -102,6 +123,18 @@ static int worker_open(struct worker *w, int count)
     w->store = sl_store_open(w->cfg->data_dir, err, sizeof(err));
     if (!w->store) {
         SL_ERROR("cannot open the store: %s", err);
+        return SL_EIO;
+    }
+    w->meta_store = sl_store_open(w->cfg->data_dir, err, sizeof(err));
+    w->scratch = sl_arena_create(SCRATCH_CHUNK, SCRATCH_KEEP);
+    if (!w->meta_store || !w->scratch) {
+        SL_ERROR("cannot open the store: %s", w->meta_store ? "out of memory" : err);
+        return SL_EIO;
+    }
+    w->net = sl_netlookup_open(w->cfg->geoip_db, w->cfg->dns_server, (size_t)w->cfg->dns_cache_size,
+                               w->cfg->dns_cache_ttl_s, w->cfg->dns_timeout_s, err, sizeof(err));
+    if (!w->net) {
+        SL_ERROR("cannot open the geo and DNS lookups: %s", err);
         return SL_EIO;
     }
     w->stream = sl_processor_open_stream(w->cfg, err, sizeof(err));
@@ -136,7 +169,164 @@ static void worker_close(struct worker *w)
         batch_fini(&w->batches[i]);
     sl_stream_consumer_destroy(w->consumer);
     sl_stream_destroy(w->stream);
+    sl_ruleset_free(w->rules);
+    sl_netlookup_close(w->net);
+    sl_arena_destroy(w->scratch);
+    sl_store_close(w->meta_store);
     sl_store_close(w->store);
+}
+
+/* ---- rules and lists ---------------------------------------------------------------------- */
+
+/* Loads the ruleset when the store's metadata changed (checked every META_CHECK_MS), when
+ * META_DATA_REFRESH_INTERVAL passed, or when a loaded rule expires. Keeps the old one if a load
+ * fails (retried after META_RETRY_MS). Returns 0 once a ruleset is loaded. */
+static int rules_refresh(struct worker *w)
+{
+    int64_t now = sl_mono_ms(), version = 0;
+    char err[512];
+    if (w->rules && now - w->meta_checked_ms < META_CHECK_MS)
+        return 0;
+    if (w->meta_failed_ms && now - w->meta_failed_ms < META_RETRY_MS)
+        return w->rules ? 0 : SL_EAGAIN;
+    w->meta_checked_ms = now;
+    int rc = sl_store_meta_version(w->meta_store, &version);
+    int due = !w->rules || (rc == 0 && version != w->meta_version) ||
+              now - w->meta_loaded_ms >= w->cfg->meta_refresh_s * 1000 ||
+              sl_now_ms() >= sl_ruleset_next_expiry(w->rules);
+    if (rc == 0 && due) {
+        struct sl_ruleset *rs = NULL;
+        rc = sl_ruleset_load(w->meta_store, sl_now_ms(), &rs, err, sizeof(err));
+        if (rc == 0) {
+            /* The old ruleset is only read by this thread: rule uuids the writer still needs
+             * were copied into the batch. */
+            sl_ruleset_free(w->rules);
+            w->rules = rs;
+            w->meta_version = version;
+            w->meta_loaded_ms = now;
+            atomic_store(&w->slot->last_meta_refresh_ms, sl_now_ms());
+            atomic_store(&w->slot->rules_loaded, (int64_t)sl_ruleset_rule_count(rs));
+            atomic_store(&w->slot->lists_loaded, (int64_t)sl_ruleset_list_count(rs));
+            SL_INFO("loaded %zu event rules and %zu intel lists (meta version %lld)",
+                    sl_ruleset_rule_count(rs), sl_ruleset_list_count(rs), (long long)version);
+        }
+    } else if (rc) {
+        sl_set_err(err, sizeof(err), "%s", sl_strerror(rc));
+    }
+    if (rc) {
+        w->meta_failed_ms = now ? now : 1;
+        SL_WARN("cannot load event rules and intel lists: %s; %s", err,
+                w->rules ? "keeping the loaded ones" : "waiting before processing events");
+        return w->rules ? 0 : rc;
+    }
+    w->meta_failed_ms = 0;
+    return 0;
+}
+
+static int hook_muted(void *ud, const char *org, const char *signature, int64_t now_ms,
+                      char rule[SL_UUID_LEN + 1])
+{
+    struct worker *w = ud;
+    int64_t until = 0;
+    if (w->mutes_active <= 0)
+        return 0;
+    return sl_store_mute_get(w->meta_store, org, signature, now_ms, &until, rule) == 1;
+}
+
+static int hook_geo(void *ud, enum sl_rql_geo kind, const char *ip, char *out, size_t outlen)
+{
+    return sl_netlookup_geo(((struct worker *)ud)->net, kind, ip, out, outlen);
+}
+
+static int hook_dns(void *ud, enum sl_rql_dns kind, const char *name, char out[][256], int max)
+{
+    return sl_netlookup_dns(((struct worker *)ud)->net, kind, name, out, max);
+}
+
+static char *arena_strdup(struct sl_arena *a, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = sl_arena_alloc(a, n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+/* What the store must do beside storing the event, in the batch's arena (the ruleset may be
+ * replaced before the writer gets to the batch). */
+static int effects_of(struct batch *b, struct sl_event_prepared *p, const char *ingest_org,
+                      const struct sl_rules_result *res, struct sl_store_effects *fx)
+{
+    memset(fx, 0, sizeof(*fx));
+    if (res->nrules) {
+        const char **uuids = sl_arena_alloc(b->arena, res->nrules * sizeof(*uuids));
+        if (!uuids)
+            return SL_ENOMEM;
+        for (size_t i = 0; i < res->nrules; i++)
+            if (!(uuids[i] = arena_strdup(b->arena, res->rules[i])))
+                return SL_ENOMEM;
+        fx->rule_uuids = uuids;
+        fx->nrules = res->nrules;
+    }
+    if (res->case_uuid[0] && !(fx->case_uuid = arena_strdup(b->arena, res->case_uuid)))
+        return SL_ENOMEM;
+    if (res->new_case) {
+        struct sl_store_case *c = sl_arena_alloc(b->arena, sizeof(*c));
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(p->tree, "description");
+        const cJSON *org = cJSON_GetObjectItemCaseSensitive(p->tree, "organization");
+        if (!c || !cJSON_IsString(org))
+            return SL_ENOMEM;
+        memset(c, 0, sizeof(*c));
+        c->uuid = fx->case_uuid;
+        c->org = org->valuestring;
+        c->title = p->row.title;
+        c->description = cJSON_IsString(d) ? d->valuestring : "";
+        c->severity = p->row.severity;
+        c->tlp = 2;
+        if (!(c->rule_uuid = arena_strdup(b->arena, res->new_case_rule)) ||
+            (res->new_case_template &&
+             !(c->template_uuid = arena_strdup(b->arena, res->new_case_template))))
+            return SL_ENOMEM;
+        fx->new_case = c;
+    }
+    if (res->mute_until_ms > 0) {
+        fx->mute_until_ms = res->mute_until_ms;
+        if (!(fx->mute_rule = arena_strdup(b->arena, res->mute_rule)) ||
+            !(fx->mute_org = arena_strdup(b->arena, ingest_org)))
+            return SL_ENOMEM;
+    }
+    return 0;
+}
+
+/* The rule stage of one prepared event. */
+static int apply_rules(struct worker *w, struct batch *b, struct sl_event_prepared *p, int64_t now,
+                       struct sl_store_effects *fx)
+{
+    struct sl_rules_result res;
+    struct sl_rules_hooks hooks = {w, hook_geo, hook_dns, hook_muted};
+    /* Mutes are kept for the organization events arrive with, even if a rule moves this one. */
+    const cJSON *org = cJSON_GetObjectItemCaseSensitive(p->tree, "organization");
+    char ingest_org[SL_UUID_LEN + 1];
+    snprintf(ingest_org, sizeof(ingest_org), "%s", cJSON_IsString(org) ? org->valuestring : "");
+    int rc = sl_ruleset_apply(w->rules, p->tree, now, &hooks, w->scratch, &res);
+    if (rc)
+        return rc;
+    if (res.nrules_total)
+        atomic_fetch_add(&w->slot->rule_hits, (int64_t)res.nrules_total);
+    if (res.intel_hits)
+        atomic_fetch_add(&w->slot->intel_hits, (int64_t)res.intel_hits);
+    if (res.dns_misses)
+        atomic_fetch_add(&w->slot->dns_misses, (int64_t)res.dns_misses);
+    if (res.muted)
+        atomic_fetch_add(&w->slot->muted, 1);
+    if (res.rule_errors)
+        atomic_fetch_add(&w->slot->rule_errors, (int64_t)res.rule_errors);
+    if (!res.nrules && !res.case_uuid[0] && res.mute_until_ms <= 0)
+        return 0;
+    if ((rc = effects_of(b, p, ingest_org, &res, fx)))
+        return rc;
+    p->row.effects = fx;
+    return 0;
 }
 
 /* ---- writer thread: store, then commit ---------------------------------------------------- */
@@ -271,6 +461,10 @@ static int prepare_batch(struct worker *w, struct batch *b, const struct sl_stre
      * threads contend for malloc's locks. */
     sl_arena_reset(b->arena);
     memset(b->prepared, 0, b->nrows * sizeof(*b->prepared));
+    /* Mutes set by the batches before this one apply to it: one cheap count per batch, and a
+     * lookup per event only while some mute is in force. */
+    if (w->rules && sl_store_mute_active(w->meta_store, now, &w->mutes_active) != 0)
+        w->mutes_active = 1; /* unknown: look each event up */
     sl_event_alloc_arena(b->arena);
     b->nrecs = n;
     b->nrows = 0;
@@ -279,7 +473,11 @@ static int prepare_batch(struct worker *w, struct batch *b, const struct sl_stre
         struct sl_event_prepared *p = &b->prepared[b->nrows];
         uint64_t origin = ((uint64_t)recs[i].partition << 48) | recs[i].offset;
         batch_note(b, recs[i].partition, recs[i].offset);
-        int rc = sl_event_prepare(recs[i].data, recs[i].len, origin, now, p, err, sizeof(err));
+        int rc = sl_event_prepare_tree(recs[i].data, recs[i].len, origin, now, p, err, sizeof(err));
+        if (rc == 0 && w->rules && (rc = apply_rules(w, b, p, now, &b->effects[b->nrows])))
+            sl_set_err(err, sizeof(err), "rule stage: %s", sl_strerror(rc));
+        if (rc == 0)
+            rc = sl_event_prepare_finish(p, err, sizeof(err));
         if (rc == SL_ENOMEM) {
             sl_event_alloc_arena(NULL);
             SL_ERROR("out of memory preparing record %u:%llu; the batch will be redelivered",
@@ -363,6 +561,12 @@ static int consume(struct worker *w)
         struct batch *b = take_free(w);
         if (!b)
             break; /* the writer failed: exit, the supervisor restarts us */
+        if (rules_refresh(w) != 0) {
+            /* No ruleset yet: events must not be stored unchecked; wait for the store. */
+            set_status(w, SL_WORKER_IDLE);
+            sleep_ms(200);
+            continue;
+        }
         set_status(w, SL_WORKER_POLLING);
         rc = sl_stream_poll(w->consumer, (size_t)w->cfg->es_bulk_size, POLL_TIMEOUT_MS, &recs, &n);
         if (rc) {
@@ -401,7 +605,8 @@ int sl_worker_run(const struct sl_config *cfg, int index, int count, struct sl_s
     pthread_cond_init(&w.cond, NULL);
     sl_event_alloc_install(); /* before any JSON exists in this process */
     int rc = worker_open(&w, count);
-    atomic_store(&w.slot->last_meta_refresh_ms, sl_now_ms());
+    /* Worker 0 also polls the Intel Lists fed from a url (a thread of its own). */
+    struct sl_poller *poller = rc == 0 && index == 0 ? sl_poller_start(cfg, stop) : NULL;
     if (rc == 0) {
         rc = -pthread_create(&writer, NULL, writer_main, &w);
         started = rc == 0;
@@ -419,6 +624,7 @@ int sl_worker_run(const struct sl_config *cfg, int index, int count, struct sl_s
             rc = w.writer_rc;
     }
     set_status(&w, SL_WORKER_STOPPED);
+    sl_poller_stop(poller);
     worker_close(&w);
     pthread_mutex_destroy(&w.lock);
     pthread_cond_destroy(&w.cond);
