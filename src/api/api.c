@@ -37,6 +37,70 @@ static const struct sl_api_route r_event_get = {SL_ROLE_ADMIN | SL_ROLE_ANALYST,
 static const struct sl_api_route r_event_list = {SL_ROLE_ADMIN | SL_ROLE_ANALYST, "read events",
                                                  sl_api_event_list, NULL};
 static const struct sl_api_route r_health = {0, NULL, sl_api_health, NULL};
+
+/* Metadata: analysts read everything and write rules and lists; statuses, close reasons and
+ * data types change the vocabulary of every event, so only admins write them. */
+#define META_READ  (SL_ROLE_ADMIN | SL_ROLE_ANALYST)
+#define META_ADMIN SL_ROLE_ADMIN
+static const struct sl_api_route r_rule_list = {META_READ, "read event rules", sl_api_rule_list,
+                                                NULL};
+static const struct sl_api_route r_rule_get = {META_READ, "read event rules", sl_api_rule_get,
+                                               NULL};
+static const struct sl_api_route r_rule_create = {META_READ, "change event rules",
+                                                  sl_api_meta_expect_body, sl_api_rule_create};
+static const struct sl_api_route r_rule_update = {META_READ, "change event rules",
+                                                  sl_api_meta_expect_body, sl_api_rule_update};
+static const struct sl_api_route r_rule_delete = {META_READ, "change event rules",
+                                                  sl_api_rule_delete, NULL};
+static const struct sl_api_route r_rule_test = {META_READ, "test event rules",
+                                                sl_api_meta_expect_body, sl_api_rule_test};
+static const struct sl_api_route r_list_list = {META_READ, "read intel lists", sl_api_list_list,
+                                                NULL};
+static const struct sl_api_route r_list_get = {META_READ, "read intel lists", sl_api_list_get,
+                                               NULL};
+static const struct sl_api_route r_list_create = {META_READ, "change intel lists",
+                                                  sl_api_meta_expect_body, sl_api_list_create};
+static const struct sl_api_route r_list_update = {META_READ, "change intel lists",
+                                                  sl_api_meta_expect_body, sl_api_list_update};
+static const struct sl_api_route r_list_delete = {META_READ, "change intel lists",
+                                                  sl_api_list_delete, NULL};
+static const struct sl_api_route r_values_get = {META_READ, "read intel lists",
+                                                 sl_api_list_values_get, NULL};
+static const struct sl_api_route r_values_add = {META_READ, "change intel lists",
+                                                 sl_api_meta_expect_body, sl_api_list_values_add};
+static const struct sl_api_route r_values_delete = {
+    META_READ, "change intel lists", sl_api_meta_expect_body, sl_api_list_values_delete};
+static const struct sl_api_route r_reason_list = {META_READ, "read close reasons",
+                                                  sl_api_close_reason_list, NULL};
+static const struct sl_api_route r_reason_get = {META_READ, "read close reasons",
+                                                 sl_api_close_reason_get, NULL};
+static const struct sl_api_route r_reason_create = {
+    META_ADMIN, "change close reasons", sl_api_meta_expect_body, sl_api_close_reason_create};
+static const struct sl_api_route r_reason_update = {
+    META_ADMIN, "change close reasons", sl_api_meta_expect_body, sl_api_close_reason_update};
+static const struct sl_api_route r_reason_delete = {META_ADMIN, "change close reasons",
+                                                    sl_api_close_reason_delete, NULL};
+static const struct sl_api_route r_status_list = {META_READ, "read event statuses",
+                                                  sl_api_status_list, NULL};
+static const struct sl_api_route r_status_get = {META_READ, "read event statuses",
+                                                 sl_api_status_get, NULL};
+static const struct sl_api_route r_status_create = {META_ADMIN, "change event statuses",
+                                                    sl_api_meta_expect_body, sl_api_status_create};
+static const struct sl_api_route r_status_update = {META_ADMIN, "change event statuses",
+                                                    sl_api_meta_expect_body, sl_api_status_update};
+static const struct sl_api_route r_status_delete = {META_ADMIN, "change event statuses",
+                                                    sl_api_status_delete, NULL};
+static const struct sl_api_route r_type_list = {META_READ, "read data types", sl_api_data_type_list,
+                                                NULL};
+static const struct sl_api_route r_type_get = {META_READ, "read data types", sl_api_data_type_get,
+                                               NULL};
+static const struct sl_api_route r_type_create = {META_ADMIN, "change data types",
+                                                  sl_api_meta_expect_body, sl_api_data_type_create};
+static const struct sl_api_route r_type_update = {META_ADMIN, "change data types",
+                                                  sl_api_meta_expect_body, sl_api_data_type_update};
+static const struct sl_api_route r_type_delete = {META_ADMIN, "change data types",
+                                                  sl_api_data_type_delete, NULL};
+
 static const struct sl_api_route r_metrics = {0, NULL, sl_api_metrics, NULL};
 
 /* Literal segments beat "*", so _bulk and queue_stats are never taken for an event uuid. */
@@ -45,6 +109,35 @@ static const struct sl_route routes[] = {
     {"/api/v2.0/event/queue_stats", SL_HTTP_GET, &r_queue_stats},
     {"/api/v2.0/event/*", SL_HTTP_GET, &r_event_get},
     {"/api/v2.0/event", SL_HTTP_GET, &r_event_list},
+    {"/api/v2.0/event_rule/test_rql", SL_HTTP_POST, &r_rule_test},
+    {"/api/v2.0/event_rule/*", SL_HTTP_GET, &r_rule_get},
+    {"/api/v2.0/event_rule/*", SL_HTTP_PUT, &r_rule_update},
+    {"/api/v2.0/event_rule/*", SL_HTTP_DELETE, &r_rule_delete},
+    {"/api/v2.0/event_rule", SL_HTTP_GET, &r_rule_list},
+    {"/api/v2.0/event_rule", SL_HTTP_POST, &r_rule_create},
+    {"/api/v2.0/list/*/values", SL_HTTP_GET, &r_values_get},
+    {"/api/v2.0/list/*/values", SL_HTTP_POST, &r_values_add},
+    {"/api/v2.0/list/*/values", SL_HTTP_DELETE, &r_values_delete},
+    {"/api/v2.0/list/*", SL_HTTP_GET, &r_list_get},
+    {"/api/v2.0/list/*", SL_HTTP_PUT, &r_list_update},
+    {"/api/v2.0/list/*", SL_HTTP_DELETE, &r_list_delete},
+    {"/api/v2.0/list", SL_HTTP_GET, &r_list_list},
+    {"/api/v2.0/list", SL_HTTP_POST, &r_list_create},
+    {"/api/v2.0/close_reason/*", SL_HTTP_GET, &r_reason_get},
+    {"/api/v2.0/close_reason/*", SL_HTTP_PUT, &r_reason_update},
+    {"/api/v2.0/close_reason/*", SL_HTTP_DELETE, &r_reason_delete},
+    {"/api/v2.0/close_reason", SL_HTTP_GET, &r_reason_list},
+    {"/api/v2.0/close_reason", SL_HTTP_POST, &r_reason_create},
+    {"/api/v2.0/event_status/*", SL_HTTP_GET, &r_status_get},
+    {"/api/v2.0/event_status/*", SL_HTTP_PUT, &r_status_update},
+    {"/api/v2.0/event_status/*", SL_HTTP_DELETE, &r_status_delete},
+    {"/api/v2.0/event_status", SL_HTTP_GET, &r_status_list},
+    {"/api/v2.0/event_status", SL_HTTP_POST, &r_status_create},
+    {"/api/v2.0/data_type/*", SL_HTTP_GET, &r_type_get},
+    {"/api/v2.0/data_type/*", SL_HTTP_PUT, &r_type_update},
+    {"/api/v2.0/data_type/*", SL_HTTP_DELETE, &r_type_delete},
+    {"/api/v2.0/data_type", SL_HTTP_GET, &r_type_list},
+    {"/api/v2.0/data_type", SL_HTTP_POST, &r_type_create},
     {"/health", SL_HTTP_GET, &r_health},
     {"/metrics", SL_HTTP_GET, &r_metrics},
 };
@@ -371,6 +464,7 @@ static int api_open(struct sl_api *api, int listen_fd)
 static void api_close(struct sl_api *api)
 {
     sl_http_server_stop(api->srv); /* joins the threads: nothing uses the handles after */
+    sl_api_rule_cache_fini();
     for (int i = 0; i < api->nstores; i++)
         if (api->stores[i])
             sl_store_close(api->stores[i]);
