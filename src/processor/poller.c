@@ -1,10 +1,12 @@
-/* The Intel List poller: a thread of worker 0 that fetches the lists that have a url when their
+/* The Intel List poller: a thread of worker 0 (which also runs the retroactive rule tasks,
+ * retro.c, between polls) that fetches the lists that have a url when their
  * poll_interval has passed (or a poll was asked for), adds the feed's values with an expiry of
  * 1.5 poll intervals, refreshes the expiry of values still in the feed, and deletes values the
  * feed dropped once they expire. The outcome of each poll is written to the list's document
  * (last_polled, last_poll_status, last_poll_values), so the API shows it; every write bumps the
  * store's meta version and the workers reload the list. */
 #include "processor/poller.h"
+#include "processor/retro.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -192,7 +194,7 @@ static int values_push(struct values *vs, const char *s, size_t len, int owned)
 static void values_free(struct values *vs)
 {
     for (size_t i = 0; i < vs->nowned; i++)
-        free(vs->owned[i]);
+        cJSON_free(vs->owned[i]); /* csv rows printed by cJSON (the worker's allocator) */
     free(vs->v);
     free(vs->owned);
 }
@@ -242,7 +244,7 @@ static int parse_feed(const cJSON *doc, char *data, size_t len, struct values *v
             if (!row)
                 return SL_ENOMEM;
             if ((rc = values_push(vs, row, strlen(row), 1))) {
-                free(row);
+                cJSON_free(row);
                 return rc;
             }
             continue;
@@ -300,7 +302,7 @@ static void record_poll(struct sl_poller *p, const char *uuid, int64_t now, cons
     cJSON_Delete(doc);
     if (m.doc && sl_store_meta_put(p->st, SL_META_LIST, &m, 0) != 0)
         SL_WARN("intel list %s: cannot record the poll", uuid);
-    free(m.doc);
+    cJSON_free(m.doc); /* printed by cJSON: the worker's allocator, not malloc */
 }
 
 static void poll_list(struct sl_poller *p, const cJSON *doc, int64_t now)
@@ -384,6 +386,7 @@ static void *poller_main(void *arg)
             p->last_check_ms = now;
             check_lists(p);
         }
+        sl_retro_run(p->st, p->stop, &p->quit);
         struct timespec ts = {0, TICK_MS * 1000000L};
         nanosleep(&ts, NULL);
     }
