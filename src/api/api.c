@@ -32,6 +32,8 @@ static const struct sl_api_route r_ingest = {SL_ROLE_ADMIN | SL_ROLE_AGENT, "sen
                                              sl_api_ingest_headers, sl_api_ingest};
 static const struct sl_api_route r_queue_stats = {SL_ROLE_ANY, "read queue stats",
                                                   sl_api_queue_stats, NULL};
+static const struct sl_api_route r_task_get = {SL_ROLE_ADMIN | SL_ROLE_ANALYST, "read tasks",
+                                               sl_api_task_get, NULL};
 static const struct sl_api_route r_event_get = {SL_ROLE_ADMIN | SL_ROLE_ANALYST, "read events",
                                                 sl_api_event_get, NULL};
 static const struct sl_api_route r_event_list = {SL_ROLE_ADMIN | SL_ROLE_ANALYST, "read events",
@@ -108,6 +110,7 @@ static const struct sl_route routes[] = {
     {"/api/v2.0/event/_bulk", SL_HTTP_POST, &r_ingest},
     {"/api/v2.0/event/queue_stats", SL_HTTP_GET, &r_queue_stats},
     {"/api/v2.0/event/*", SL_HTTP_GET, &r_event_get},
+    {"/api/v2.0/task/*", SL_HTTP_GET, &r_task_get},
     {"/api/v2.0/event", SL_HTTP_GET, &r_event_list},
     {"/api/v2.0/event_rule/test_rql", SL_HTTP_POST, &r_rule_test},
     {"/api/v2.0/event_rule/*", SL_HTTP_GET, &r_rule_get},

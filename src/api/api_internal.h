@@ -208,6 +208,9 @@ void sl_api_rule_create(struct sl_api *api, struct sl_http_req *req);
 void sl_api_rule_update(struct sl_api *api, struct sl_http_req *req);
 enum sl_http_next sl_api_rule_delete(struct sl_api *api, struct sl_http_req *req);
 void sl_api_rule_test(struct sl_api *api, struct sl_http_req *req);
+/* GET /api/v2.0/task/<id> (api_task.c). */
+enum sl_http_next sl_api_task_get(struct sl_api *api, struct sl_http_req *req);
+
 /* Drops the ruleset test_rql keeps (call when the api stops). */
 void sl_api_rule_cache_fini(void);
 

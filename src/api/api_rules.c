@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api/api_internal.h"
+#include "processor/retro.h"
 #include "core/arena.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -55,6 +56,7 @@ static const struct sl_api_field rule_fields[] = {
     {"mute_period", SL_FT_INT, 1, 525600, SL_FF_NULL, NULL},
     {"notes", SL_FT_STR, 0, TEXT_MAX, 0, "\"\""},
     {"created_by", SL_FT_STR, 0, 0, SL_FF_SERVER, NULL},
+    {"retro_task", SL_FT_STR, 0, 0, SL_FF_SERVER, NULL},
 };
 #define NRULE_FIELDS (sizeof(rule_fields) / sizeof(rule_fields[0]))
 
@@ -320,6 +322,22 @@ enum sl_http_next sl_api_rule_get(struct sl_api *api, struct sl_http_req *req)
     return SL_HTTP_DONE;
 }
 
+/* run_retroactively: a task that applies the rule to the stored New events (run by worker 0,
+ * processor/retro.c); its id goes into the rule as retro_task, for GET /api/v2.0/task/<id>. */
+static int start_retro(struct sl_api_meta_ctx *c, const char *rule_uuid, cJSON *doc)
+{
+    struct sl_task t;
+    memset(&t, 0, sizeof(t));
+    sl_uuid4(t.id);
+    snprintf(t.org, sizeof(t.org), "%s", c->org);
+    snprintf(t.kind, sizeof(t.kind), "%s", SL_TASK_RETRO);
+    snprintf(t.state, sizeof(t.state), "pending");
+    snprintf(t.ref, sizeof(t.ref), "%s", rule_uuid);
+    t.created_ms = sl_now_ms();
+    int rc = sl_store_task_put(c->st, &t);
+    return rc ? rc : replace_str(doc, "retro_task", t.id);
+}
+
 static void reply_apply_error(struct sl_http_req *req, int rc, const char *err)
 {
     if (rc == SL_EINVAL)
@@ -356,6 +374,8 @@ void sl_api_rule_create(struct sl_api *api, struct sl_http_req *req)
         rc = replace_str(doc, "created_by", c.who->key_id);
     if (!rc)
         rc = set_expiry(doc);
+    if (!rc && flag(doc, "run_retroactively"))
+        rc = start_retro(&c, m.uuid, doc);
     if (rc) {
         sl_api_meta_reply(req, 503, NULL);
         goto out;
@@ -390,6 +410,11 @@ void sl_api_rule_update(struct sl_api *api, struct sl_http_req *req)
         goto out;
     m.global = flag(doc, "global_rule");
     if ((given(c.body, "expire") || given(c.body, "expire_days")) && set_expiry(doc) != 0) {
+        sl_api_meta_reply(req, 503, NULL);
+        goto out;
+    }
+    /* Asking again (run_retroactively: true in the body) runs the rule again. */
+    if (flag(c.body, "run_retroactively") && start_retro(&c, m.uuid, doc) != 0) {
         sl_api_meta_reply(req, 503, NULL);
         goto out;
     }

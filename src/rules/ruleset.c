@@ -1141,3 +1141,36 @@ int sl_ruleset_apply(const struct sl_ruleset *rs, cJSON *event, int64_t now_ms,
     sl_rql_input_fini(&in);
     return rc;
 }
+
+int sl_ruleset_apply_rule(const struct sl_ruleset *rs, const char *rule_uuid, cJSON *event,
+                          int64_t now_ms, const struct sl_rules_hooks *hooks,
+                          struct sl_arena *scratch, struct sl_rules_result *out)
+{
+    const char *org = jstr(event, "organization");
+    const struct rs_org *o = find_org(rs, org);
+    const struct rs_rule *r = NULL;
+    struct apply_env ae = {o, hooks, out};
+    struct sl_rql_env env = {&ae, apply_intel_match, apply_intel_cidr, apply_geo, apply_dns};
+    struct sl_rql_input in = {event, NULL, 0};
+    int oom = 0, rc;
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < o->nrules && !r; i++)
+        if (!strcmp(o->rules[i]->uuid, rule_uuid))
+            r = o->rules[i];
+    if (!r || (r->expire_at_ms && r->expire_at_ms <= now_ms))
+        return SL_ENOTFOUND;
+    if (scratch)
+        sl_arena_reset(scratch);
+    int hit = sl_rql_match(r->prog, &in, &env, scratch, &oom);
+    sl_rql_input_fini(&in);
+    if (oom)
+        return SL_ENOMEM;
+    if (!hit)
+        return 0;
+    if ((rc = add_unique(event, "event_rules", r->uuid)))
+        return rc;
+    out->rules[out->nrules++] = r->uuid;
+    out->nrules_total = 1;
+    rc = act(rs, r, event, now_ms, out);
+    return rc ? rc : 1;
+}

@@ -64,17 +64,17 @@ struct sl_rules_result {
     const char *rules[SL_RULES_MAX_HITS]; /* uuids of the rules that hit, in order (borrowed
                                            * from rs) */
     size_t nrules;
-    size_t nrules_total; /* hits including those past SL_RULES_MAX_HITS */
+    size_t nrules_total;             /* hits including those past SL_RULES_MAX_HITS */
     char case_uuid[SL_UUID_LEN + 1]; /* the event's case after the rules ("" if none) */
     int new_case;                    /* case_uuid is a case to create (create_new_case) */
     const char *new_case_rule;       /* the rule that created it, its template (or NULL) */
     const char *new_case_template;
-    int64_t mute_until_ms;           /* > 0: a mute_event rule hit: mute the signature */
+    int64_t mute_until_ms; /* > 0: a mute_event rule hit: mute the signature */
     const char *mute_rule;
-    int muted;             /* the event arrived muted: stored as Dismissed ("Muted") */
-    unsigned intel_hits;   /* observables that matched a list */
-    unsigned dns_misses;   /* DNS mutators evaluated as no value (not cached yet) */
-    unsigned rule_errors;  /* rules that could not be evaluated (scratch out of memory) */
+    int muted;            /* the event arrived muted: stored as Dismissed ("Muted") */
+    unsigned intel_hits;  /* observables that matched a list */
+    unsigned dns_misses;  /* DNS mutators evaluated as no value (not cached yet) */
+    unsigned rule_errors; /* rules that could not be evaluated (scratch out of memory) */
 };
 
 /* Hooks the ruleset cannot answer itself: network lookups (geo, DNS) and mutes. Optional. */
@@ -95,5 +95,15 @@ struct sl_rules_hooks {
 int sl_ruleset_apply(const struct sl_ruleset *rs, cJSON *event, int64_t now_ms,
                      const struct sl_rules_hooks *hooks, struct sl_arena *scratch,
                      struct sl_rules_result *out);
+
+/* Applies one rule (by uuid; it must be loaded: active and unexpired) to a stored event, as
+ * the retroactive task does: evaluates it with the lists of the event's organization and, on a
+ * match, applies its actions and records the hit in out (the intel check, mutes and the other
+ * rules are not run). Returns 1 (matched and applied), 0 (no match), SL_ENOTFOUND (no such
+ * loaded rule, or the event is not of the rule's organization and the rule is not global) or
+ * SL_ENOMEM. */
+int sl_ruleset_apply_rule(const struct sl_ruleset *rs, const char *rule_uuid, cJSON *event,
+                          int64_t now_ms, const struct sl_rules_hooks *hooks,
+                          struct sl_arena *scratch, struct sl_rules_result *out);
 
 #endif

@@ -203,3 +203,32 @@ int sl_store_case_events(struct sl_store *st, const char *case_uuid, char **out_
 {
     return st->ops->case_events(st, case_uuid, out_json);
 }
+
+int sl_store_event_scan(struct sl_store *st, const char *org, const char *status, int64_t after_seq,
+                        size_t limit, int (*cb)(void *ud, int64_t seq, const char *doc, size_t len),
+                        void *ud, int64_t *out_last)
+{
+    return st->ops->event_scan(st, org, status, after_seq, limit, cb, ud, out_last);
+}
+
+int sl_store_event_update(struct sl_store *st, const struct sl_store_event *evs, size_t n,
+                          size_t *out_updated)
+{
+    return st->ops->event_update(st, evs, n, out_updated);
+}
+
+int sl_store_task_put(struct sl_store *st, const struct sl_task *t)
+{
+    return st->ops->task_put(st, t);
+}
+
+int sl_store_task_get(struct sl_store *st, const char *id, struct sl_task *out)
+{
+    return st->ops->task_get(st, id, out);
+}
+
+int sl_store_task_list(struct sl_store *st, const char *state, size_t limit, struct sl_task **out,
+                       size_t *out_n)
+{
+    return st->ops->task_list(st, state, limit, out, out_n);
+}

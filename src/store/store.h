@@ -130,6 +130,21 @@ struct sl_event_filter {
     int sort_asc;           /* by original_date; default newest first */
 };
 
+#define SL_TASK_KIND_MAX 32
+
+/* A long-running piece of background work (applying a rule to stored events, say) and its
+ * progress. Task writes do not change the meta version. */
+struct sl_task {
+    char id[SL_UUID_LEN + 1];
+    char org[SL_UUID_LEN + 1];    /* the organization it acts for */
+    char kind[SL_TASK_KIND_MAX];  /* "retro_apply_event_rule", ... */
+    char state[16];               /* "pending", "running", "done", "failed" */
+    char ref[SL_UUID_LEN + 1];    /* what it is about (the rule), or "" */
+    int64_t total, done, matched; /* progress: items to look at, looked at, changed */
+    int64_t created_ms, started_ms, finished_ms, updated_ms; /* 0: not yet */
+    char error[256];
+};
+
 struct sl_store_ops {
     const char *name;
     void (*close)(struct sl_store *st);
@@ -171,6 +186,15 @@ struct sl_store_ops {
                     int64_t *out_until_ms, char out_rule[SL_UUID_LEN + 1]);
     int (*case_get)(struct sl_store *st, const char *org, const char *uuid, char **out_doc);
     int (*case_events)(struct sl_store *st, const char *case_uuid, char **out_json);
+    int (*task_put)(struct sl_store *st, const struct sl_task *t);
+    int (*task_get)(struct sl_store *st, const char *id, struct sl_task *out);
+    int (*task_list)(struct sl_store *st, const char *state, size_t limit, struct sl_task **out,
+                     size_t *out_n);
+    int (*event_scan)(struct sl_store *st, const char *org, const char *status, int64_t after_seq,
+                      size_t limit, int (*cb)(void *ud, int64_t seq, const char *doc, size_t len),
+                      void *ud, int64_t *out_last);
+    int (*event_update)(struct sl_store *st, const struct sl_store_event *evs, size_t n,
+                        size_t *out_updated);
 };
 
 /* Every backend's store object starts with this. */
@@ -218,6 +242,26 @@ int sl_store_event_list(struct sl_store *st, const struct sl_event_filter *f, ch
                         int64_t *out_total);
 /* Stored events of org (NULL: all organizations). */
 int sl_store_event_count(struct sl_store *st, const char *org, int64_t *out_count);
+/* Calls cb for stored events of org (NULL: every organization) whose status is status (NULL: any;
+ * compared case-insensitively), in storage order after the cursor after_seq (0: from the start),
+ * at most limit (1..100000) of them; cb gets the event's cursor and its document (borrowed for
+ * the call). Returns 0 and *out_last (the cursor of the last event passed to cb, or after_seq
+ * when none), cb's non-zero value (*out_last is then the event cb stopped at), or a store error:
+ * SL_EINVAL (limit, a negative after_seq, no cb), SL_ENOTFOUND (org is not an organization),
+ * SL_EBUSY, SL_EIO. Reads one snapshot. The callback may not use the same store handle. */
+int sl_store_event_scan(struct sl_store *st, const char *org, const char *status, int64_t after_seq,
+                        size_t limit, int (*cb)(void *ud, int64_t seq, const char *doc, size_t len),
+                        void *ud, int64_t *out_last);
+/* Rewrites stored events in one transaction: for each evs[i] (found by its uuid, in whichever
+ * organization), the document, organization, status and severity are replaced with evs[i]'s, and
+ * evs[i].effects (when non-NULL) are applied exactly as put_events applies them for a newly
+ * stored event (hits with last_hit = evs[i].created_ms, new case, case link, a mute of
+ * evs[i].signature); reference, title, signature, dates and origin are not written. An event
+ * that is no longer stored is skipped (out_updated counts the rest). The per-organization event
+ * counts follow a change of organization. All or nothing on error: SL_EINVAL (a malformed
+ * event), SL_ENOTFOUND (an organization that does not exist), SL_EBUSY, SL_EIO. */
+int sl_store_event_update(struct sl_store *st, const struct sl_store_event *evs, size_t n,
+                          size_t *out_updated);
 
 /* Every organization, default first then by creation. *out is malloc'd (free it). */
 int sl_store_org_list(struct sl_store *st, struct sl_org **out, size_t *out_n);
@@ -247,6 +291,18 @@ void sl_store_meta_free(struct sl_meta *m, size_t n);
 int sl_store_meta_delete(struct sl_store *st, enum sl_meta_kind kind, const char *uuid);
 /* A number that changes whenever a metadata object or a list's values change. */
 int sl_store_meta_version(struct sl_store *st, int64_t *out);
+
+/* Inserts a task or replaces the one with the same id (updated_ms set by the store; created_ms
+ * 0 lets the store set it: now on insert, kept on replace). kind: 1..31 printable characters;
+ * ref: "" or a uuid; error: NUL-terminated. SL_EINVAL for a bad id/org/state/kind/ref or a
+ * negative number, SL_ENOTFOUND for an unknown org. Does not change the meta version. */
+int sl_store_task_put(struct sl_store *st, const struct sl_task *t);
+/* SL_ENOTFOUND if absent. */
+int sl_store_task_get(struct sl_store *st, const char *id, struct sl_task *out);
+/* Tasks in state (NULL: any), oldest first (by created_ms), at most limit (1..10000; SL_EINVAL
+ * otherwise, or for an unknown state); *out malloc'd (free()), NULL when none. */
+int sl_store_task_list(struct sl_store *st, const char *state, size_t limit, struct sl_task **out,
+                       size_t *out_n);
 
 /* Adds values to a list (existing ones are kept; expire_at_ms > 0 sets or refreshes their
  * expiry: a polled feed's values, see sl_store_list_values_expire; 0 makes them permanent).

@@ -2,12 +2,13 @@
  * events (written idempotently through a narrow hash-keyed dedup table), and the metadata the
  * event rules need. This file has the handle, organizations, keys and events;
  * store_sqlite_schema.c the schema and its migrations; store_sqlite_meta.c the metadata, intel
- * list values, mutes, cases and the side effects of storing an event.
+ * list values, mutes, cases and the side effects of storing an event; store_sqlite_tasks.c tasks
+ * and the ordered scan of stored events.
  *
  * Schema version 2 (the SQL and a note on each table are in store_sqlite_schema.c): orgs,
  * api_keys, events, event_keys, event_keys_recent, store_state, event_counts (version 1), and
- * meta, list_values, mutes, cases, case_events (version 2). A version 1 file is migrated in one
- * transaction when it is opened; a file newer than this binary is refused.
+ * meta, list_values, mutes, cases, case_events, tasks (version 2). A version 1 file is migrated in
+ * one transaction when it is opened; a file newer than this binary is refused.
  *
  * Events are appended in seq order and carry one cheap index for listing. The dedup set maps
  * the first 64 bits of the event uuid to the row, with open addressing on collision; a slot is
@@ -23,7 +24,8 @@
  * What a rule does besides editing the event (hits, a new case, a case link, a mute) is written
  * in the event's transaction and only when the event is newly stored; hits are summed per rule
  * over the call and written as one UPDATE per rule, so a rule that hits every event costs one
- * statement per batch, not one per event. */
+ * statement per batch, not one per event. event_update rewrites stored events found through the
+ * same dedup keys and applies effects the same way. */
 #include "store/store_sqlite_int.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -96,11 +98,13 @@ const char *const sl_sqlite_stmt_sql[ST__N] = {
                       " SELECT ?1, ?2, id, ?3, ?4 FROM orgs WHERE uuid = ?5",
     [ST_KEY_LOOKUP] = "SELECT k.key_id, k.role, o.uuid, o.name FROM api_keys k"
                       " JOIN orgs o ON o.id = k.org_id WHERE k.hash = ?1",
-    [ST_SLOT_READ] = "SELECT org_id, uuid, origin FROM events WHERE seq =" SLOT_SEQ,
-    [ST_SLOT_DOC] = "SELECT org_id, uuid, origin, doc FROM events WHERE seq =" SLOT_SEQ,
+    [ST_SLOT_READ] = "SELECT org_id, uuid, origin, seq FROM events WHERE seq =" SLOT_SEQ,
+    [ST_SLOT_DOC] = "SELECT org_id, uuid, origin, seq, doc FROM events WHERE seq =" SLOT_SEQ,
     [ST_EVENT_INSERT] = "INSERT INTO events (org_id, uuid, reference, title, signature, status,"
                         " severity, original_date_ms, created_ms, origin, doc)"
                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    [ST_EVENT_UPDATE] = "UPDATE events SET org_id = ?2, status = ?3, severity = ?4, doc = ?5"
+                        " WHERE seq = ?1",
     [ST_SLOT_PUT] = "INSERT INTO event_keys_recent (k, seq) VALUES (?1, ?2)",
     [ST_RECENT_ADD] = "UPDATE store_state SET recent_keys = recent_keys + ?1 WHERE id = 1"
                       " RETURNING recent_keys",
@@ -125,7 +129,8 @@ const char *const sl_sqlite_stmt_sql[ST__N] = {
     [ST_VERSION_GET] = "SELECT meta_version FROM store_state WHERE id = 1",
 };
 
-/* Per-organization numbers of events stored by one batch, written to event_counts at commit. */
+/* Per-organization changes of the number of events made by one batch, written to event_counts
+ * at commit. */
 struct count_acc {
     int64_t org_id[COUNT_SLOTS];
     int64_t n[COUNT_SLOTS];
@@ -301,6 +306,9 @@ static int prepare_all(struct sqlite_store *s, char *err, size_t errlen)
     for (int i = 0; i < MST__N; i++)
         if (prepare_one(s, sl_sqlite_meta_sql[i], &s->mst[i], err, errlen))
             return -1;
+    for (int i = 0; i < TST__N; i++)
+        if (prepare_one(s, sl_sqlite_task_sql[i], &s->tst[i], err, errlen))
+            return -1;
     return 0;
 }
 
@@ -311,6 +319,8 @@ static void sqlite_close(struct sl_store *st)
         sqlite3_finalize(s->st[i]);
     for (int i = 0; i < MST__N; i++)
         sqlite3_finalize(s->mst[i]);
+    for (int i = 0; i < TST__N; i++)
+        sqlite3_finalize(s->tst[i]);
     /* sqlite3_close is required even after a failed sqlite3_open_v2. */
     sqlite3_close(s->db);
     free(s);
@@ -710,12 +720,17 @@ static int64_t key_signed(uint64_t k)
 
 enum slot { SLOT_EMPTY, SLOT_MINE, SLOT_OTHER };
 
+/* The events row a dedup slot leads to. */
+struct slot_row {
+    int64_t seq, org_id, origin;
+};
+
 /* Reads the dedup slot k. The slot is SLOT_MINE when its event has the given (lowercase) uuid
- * and, unless org_id is negative, belongs to org_id. On SLOT_MINE the row's origin goes to
- * *out_origin and, if out_doc is non-NULL, a malloc'd copy of its document to *out_doc. The
- * statement stays reset on return. */
+ * and, unless org_id is negative, belongs to org_id. On SLOT_MINE the row's seq, organization
+ * and origin go to *out_row and, if out_doc is non-NULL, a malloc'd copy of its document to
+ * *out_doc. The statement stays reset on return. */
 static int slot_read(struct sqlite_store *s, uint64_t k, const char *uuid, int64_t org_id,
-                     enum slot *out, int64_t *out_origin, char **out_doc)
+                     enum slot *out, struct slot_row *out_row, char **out_doc)
 {
     sqlite3_stmt *q = s->st[out_doc ? ST_SLOT_DOC : ST_SLOT_READ];
     int rc = 0;
@@ -735,10 +750,12 @@ static int slot_read(struct sqlite_store *s, uint64_t k, const char *uuid, int64
         goto out;
     }
     *out = SLOT_MINE;
-    *out_origin = sqlite3_column_int64(q, 2);
+    out_row->org_id = sqlite3_column_int64(q, 0);
+    out_row->origin = sqlite3_column_int64(q, 2);
+    out_row->seq = sqlite3_column_int64(q, 3);
     if (out_doc) {
-        const char *doc = (const char *)sqlite3_column_text(q, 3);
-        size_t len = (size_t)sqlite3_column_bytes(q, 3);
+        const char *doc = (const char *)sqlite3_column_text(q, 4);
+        size_t len = (size_t)sqlite3_column_bytes(q, 4);
         *out_doc = malloc(len + 1);
         if (!*out_doc) {
             rc = SL_ENOMEM;
@@ -794,14 +811,14 @@ static int put_one(struct sqlite_store *s, const struct sl_store_event *ev, int6
     uint64_t k = uuid_key(uuid);
     for (int probe = 0; probe < PROBE_MAX; probe++, k++) {
         enum slot slot;
-        int64_t origin = 0;
-        int rc = slot_read(s, k, uuid, -1, &slot, &origin, NULL);
+        struct slot_row row;
+        int rc = slot_read(s, k, uuid, -1, &slot, &row, NULL);
         if (rc)
             return rc;
         if (slot == SLOT_OTHER)
             continue;
         if (slot == SLOT_MINE) {
-            *out = origin == key_signed(ev->origin) ? SL_PUT_REDELIVERED : SL_PUT_DUPLICATE;
+            *out = row.origin == key_signed(ev->origin) ? SL_PUT_REDELIVERED : SL_PUT_DUPLICATE;
             return 0;
         }
         if (probe > 0)
@@ -855,11 +872,11 @@ static int counts_flush(struct sqlite_store *s, struct count_acc *acc)
     return 0;
 }
 
-static int counts_add(struct sqlite_store *s, struct count_acc *acc, int64_t org_id)
+static int counts_add(struct sqlite_store *s, struct count_acc *acc, int64_t org_id, int64_t delta)
 {
     for (int i = 0; i < acc->len; i++) {
         if (acc->org_id[i] == org_id) {
-            acc->n[i]++;
+            acc->n[i] += delta;
             return 0;
         }
     }
@@ -869,7 +886,7 @@ static int counts_add(struct sqlite_store *s, struct count_acc *acc, int64_t org
             return rc;
     }
     acc->org_id[acc->len] = org_id;
-    acc->n[acc->len++] = 1;
+    acc->n[acc->len++] = delta;
     return 0;
 }
 
@@ -961,7 +978,7 @@ static int sqlite_put_events(struct sl_store *st, const struct sl_store_event *e
             rc = put_one(s, &evs[i], org_id, &out_outcomes[i]);
         if (rc == 0 && out_outcomes[i] == SL_PUT_STORED) {
             added++;
-            rc = counts_add(s, &acc, org_id);
+            rc = counts_add(s, &acc, org_id, 1);
             /* Only a newly stored event has effects: a redelivery or a duplicate had them
              * applied when it was stored. */
             if (rc == 0 && evs[i].effects)
@@ -983,13 +1000,113 @@ out:
     return rc;
 }
 
+/* The row of the event with uuid (lowercase), in whichever organization: the probe chain
+ * put_one made. SL_ENOTFOUND when it is not stored. */
+static int event_find(struct sqlite_store *s, const char *uuid, struct slot_row *out)
+{
+    uint64_t k = uuid_key(uuid);
+    for (int probe = 0; probe < PROBE_MAX; probe++, k++) {
+        enum slot slot;
+        int rc = slot_read(s, k, uuid, -1, &slot, out, NULL);
+        if (rc)
+            return rc;
+        if (slot == SLOT_EMPTY)
+            return SL_ENOTFOUND;
+        if (slot == SLOT_MINE)
+            return 0;
+    }
+    return SL_ENOTFOUND;
+}
+
+static int update_valid(const struct sl_store_event *evs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct sl_store_event *ev = &evs[i];
+        if (!ev->doc || !sl_uuid_valid(ev->uuid) || !sl_uuid_valid(ev->org) ||
+            ev->doc_len > INT32_MAX || (ev->effects && !sl_sqlite_effects_valid(ev->effects)))
+            return 0;
+    }
+    return 1;
+}
+
+/* Rewrites one stored event (its row is found) and moves its count to its new organization. */
+static int update_one(struct sqlite_store *s, const struct sl_store_event *ev,
+                      const struct slot_row *row, int64_t org_id, struct count_acc *acc)
+{
+    sqlite3_stmt *q = s->st[ST_EVENT_UPDATE];
+    sqlite3_bind_int64(q, 1, row->seq);
+    sqlite3_bind_int64(q, 2, org_id);
+    sl_sqlite_bind_opt_text(q, 3, ev->status);
+    sqlite3_bind_int(q, 4, ev->severity);
+    sqlite3_bind_text(q, 5, ev->doc, (int)ev->doc_len, SQLITE_STATIC);
+    int rc = sl_sqlite_step_done(s, q, "updating an event");
+    if (rc == 0 && org_id != row->org_id) {
+        rc = counts_add(s, acc, row->org_id, -1);
+        if (rc == 0)
+            rc = counts_add(s, acc, org_id, 1);
+    }
+    return rc;
+}
+
+static int sqlite_event_update(struct sl_store *st, const struct sl_store_event *evs, size_t n,
+                               size_t *out_updated)
+{
+    struct sqlite_store *s = from_base(st);
+    struct count_acc acc = {.len = 0};
+    struct sl_sqlite_hits hits = {.len = 0};
+    size_t updated = 0;
+    int rc;
+    if (out_updated)
+        *out_updated = 0;
+    if (n == 0)
+        return 0;
+    if (!evs || !update_valid(evs, n))
+        return SL_EINVAL;
+    if ((rc = sl_sqlite_begin(s, 1)))
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        char uuid[SL_UUID_LEN + 1];
+        struct slot_row row;
+        int64_t org_id = 0;
+        sl_sqlite_uuid_lower(evs[i].uuid, uuid);
+        rc = event_find(s, uuid, &row);
+        if (rc == SL_ENOTFOUND) {
+            rc = 0;
+            continue;
+        }
+        if (rc == 0)
+            rc = sl_sqlite_org_resolve(s, evs[i].org, &org_id);
+        if (rc == 0)
+            rc = update_one(s, &evs[i], &row, org_id, &acc);
+        if (rc == 0 && evs[i].effects)
+            rc = sl_sqlite_effects_apply(s, &evs[i], org_id, &hits);
+        if (rc)
+            goto out;
+        updated++;
+    }
+    rc = counts_flush(s, &acc);
+    if (rc == 0)
+        rc = sl_sqlite_hits_flush(s, &hits);
+    if (rc == 0)
+        rc = sl_sqlite_commit(s);
+out:
+    if (rc) {
+        sl_sqlite_rollback(s);
+        return rc;
+    }
+    if (out_updated)
+        *out_updated = updated;
+    return 0;
+}
+
 /* ---- events: reads ---- */
 
 static int sqlite_event_get(struct sl_store *st, const char *org, const char *uuid, char **out_doc)
 {
     struct sqlite_store *s = from_base(st);
     char want[SL_UUID_LEN + 1];
-    int64_t org_id, origin;
+    struct slot_row row;
+    int64_t org_id;
     int rc;
     *out_doc = NULL;
     if (!org || !uuid || !sl_uuid_valid(uuid))
@@ -1004,7 +1121,7 @@ static int sqlite_event_get(struct sl_store *st, const char *org, const char *uu
     uint64_t k = uuid_key(want);
     for (int probe = 0; probe < PROBE_MAX; probe++, k++) {
         enum slot slot;
-        rc = slot_read(s, k, want, org_id, &slot, &origin, out_doc);
+        rc = slot_read(s, k, want, org_id, &slot, &row, out_doc);
         if (rc)
             return rc;
         if (slot == SLOT_EMPTY)
@@ -1262,4 +1379,9 @@ static const struct sl_store_ops sqlite_ops = {
     .mute_get = sl_sqlite_mute_get,
     .case_get = sl_sqlite_case_get,
     .case_events = sl_sqlite_case_events,
+    .task_put = sl_sqlite_task_put,
+    .task_get = sl_sqlite_task_get,
+    .task_list = sl_sqlite_task_list,
+    .event_scan = sl_sqlite_event_scan,
+    .event_update = sqlite_event_update,
 };

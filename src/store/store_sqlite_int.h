@@ -30,6 +30,7 @@ enum stmt_id {
     ST_SLOT_READ,
     ST_SLOT_DOC,
     ST_EVENT_INSERT,
+    ST_EVENT_UPDATE,
     ST_SLOT_PUT,
     ST_RECENT_ADD,
     ST_MERGE_COPY,
@@ -75,14 +76,29 @@ enum meta_stmt_id {
     MST__N
 };
 
+/* Statements of store_sqlite_tasks.c: tasks and the ordered scan of stored events. */
+enum task_stmt_id {
+    TST_TASK_PUT,
+    TST_TASK_GET,
+    TST_TASK_LIST,
+    TST_TASK_LIST_STATE,
+    TST_SCAN_ALL,
+    TST_SCAN_ORG_SEQ,
+    TST_SCAN_ORG_INDEX,
+    TST_COUNT_ORG_ID,
+    TST__N
+};
+
 extern const char *const sl_sqlite_stmt_sql[ST__N];
 extern const char *const sl_sqlite_meta_sql[MST__N];
+extern const char *const sl_sqlite_task_sql[TST__N];
 
 struct sqlite_store {
     struct sl_store base;
     sqlite3 *db;
     sqlite3_stmt *st[ST__N];
     sqlite3_stmt *mst[MST__N];
+    sqlite3_stmt *tst[TST__N];
     /* The last organization put_events resolved. Organizations are never deleted or renumbered,
      * so the mapping stays valid across transactions and processes. */
     char org_uuid[SL_UUID_LEN + 1];
@@ -183,5 +199,16 @@ int sl_sqlite_mute_get(struct sl_store *st, const char *org, const char *signatu
                        int64_t *out_until_ms, char out_rule[SL_UUID_LEN + 1]);
 int sl_sqlite_case_get(struct sl_store *st, const char *org, const char *uuid, char **out_doc);
 int sl_sqlite_case_events(struct sl_store *st, const char *case_uuid, char **out_json);
+
+/* ---- tasks, scanning events (store_sqlite_tasks.c) ---- */
+
+int sl_sqlite_task_put(struct sl_store *st, const struct sl_task *t);
+int sl_sqlite_task_get(struct sl_store *st, const char *id, struct sl_task *out);
+int sl_sqlite_task_list(struct sl_store *st, const char *state, size_t limit, struct sl_task **out,
+                        size_t *out_n);
+int sl_sqlite_event_scan(struct sl_store *st, const char *org, const char *status,
+                         int64_t after_seq, size_t limit,
+                         int (*cb)(void *ud, int64_t seq, const char *doc, size_t len), void *ud,
+                         int64_t *out_last);
 
 #endif

@@ -1,5 +1,6 @@
 /* The SQLite store's schema: version 1 as the first release created it, the migration to
- * version 2 (metadata, intel list values, mutes, cases), and each organization's defaults. */
+ * version 2 (metadata, intel list values, mutes, cases, tasks), and each organization's
+ * defaults. */
 #include "store/store_sqlite_int.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -66,7 +67,12 @@ static const char schema_v1_sql[] =
  *   expiry of polled values. No foreign key to meta: the store resolves the list itself, and a
  *   parent lookup per value would slow bulk adds for nothing.
  * - mutes: (org, signature) muted until until_ms by a rule.
- * - cases and case_events: the minimal case a rule creates and the events it holds. */
+ * - cases and case_events: the minimal case a rule creates and the events it holds.
+ * - tasks: background work (a rule applied to stored events) and its progress; tasks_state
+ *   lists a state's tasks oldest first. Created apart (tasks_sql, IF NOT EXISTS), because files
+ *   written at version 2 before it existed lack it.
+ * event_scan pages through events by seq (the rowid) or by the existing events_org_date index;
+ * no index is added to events, so the migration does not rebuild one over every event. */
 static const char migrate_v2_sql[] =
     "ALTER TABLE orgs ADD COLUMN is_default INTEGER NOT NULL DEFAULT 0;"
     "UPDATE orgs SET is_default = 1 WHERE id = (SELECT min(id) FROM orgs);"
@@ -118,6 +124,24 @@ static const char migrate_v2_sql[] =
     " case_id INTEGER NOT NULL REFERENCES cases(id),"
     " event_uuid TEXT NOT NULL,"
     " PRIMARY KEY (case_id, event_uuid)) WITHOUT ROWID;";
+
+static const char tasks_sql[] =
+    "CREATE TABLE IF NOT EXISTS tasks ("
+    " id INTEGER PRIMARY KEY,"
+    " uuid TEXT NOT NULL UNIQUE,"
+    " org_id INTEGER NOT NULL REFERENCES orgs(id),"
+    " kind TEXT NOT NULL,"
+    " state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'done', 'failed')),"
+    " ref TEXT NOT NULL DEFAULT '',"
+    " total INTEGER NOT NULL DEFAULT 0,"
+    " done INTEGER NOT NULL DEFAULT 0,"
+    " matched INTEGER NOT NULL DEFAULT 0,"
+    " created_ms INTEGER NOT NULL,"
+    " started_ms INTEGER NOT NULL DEFAULT 0,"
+    " finished_ms INTEGER NOT NULL DEFAULT 0,"
+    " updated_ms INTEGER NOT NULL,"
+    " error TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX IF NOT EXISTS tasks_state ON tasks(state, created_ms);";
 
 /* ---- organization defaults ---- */
 
@@ -272,7 +296,8 @@ static int migrate_v2(sqlite3 *db, const char *path, char *err, size_t errlen)
 {
     char what[300];
     snprintf(what, sizeof(what), "%s: cannot migrate the schema from version 1 to 2", path);
-    if (exec_sql(db, migrate_v2_sql, what, err, errlen))
+    if (exec_sql(db, migrate_v2_sql, what, err, errlen) ||
+        exec_sql(db, tasks_sql, what, err, errlen))
         return -1;
     int rc = defaults_for_all(db);
     if (rc != SQLITE_OK) {
@@ -316,6 +341,12 @@ int sl_sqlite_schema_ensure(sqlite3 *db, const char *path, char *err, size_t err
     }
     if (version == 1 && migrate_v2(db, path, err, errlen))
         goto out;
+    if (version == 2) {
+        char what[300];
+        snprintf(what, sizeof(what), "%s: cannot add the tasks table", path);
+        if (exec_sql(db, tasks_sql, what, err, errlen))
+            goto out;
+    }
     rc = exec_sql(db, "COMMIT", path, err, errlen);
     if (rc == 0 && created)
         SL_INFO("store: created schema version %d in %s", SL_SQLITE_SCHEMA_VERSION, path);

@@ -73,8 +73,10 @@ def test_create_with_defaults_get_list_delete(server):
     assert made["name"] == "Failed logins" and made["query"] == 'title = "Failed login"'
     assert made["created_by"] and made["hits"] == 0 and made["last_hit"] is None
     assert ISO_RE.match(made["created_at"]) and ISO_RE.match(made["updated_at"])
+    assert made["retro_task"] is None  # no run_retroactively: no task
     assert set(made) == set(DEFAULTS) | {"uuid", "organization", "name", "query", "created_by",
-                                         "created_at", "updated_at", "hits", "last_hit"}
+                                         "created_at", "updated_at", "hits", "last_hit",
+                                         "retro_task"}
     assert ok(call(c, "GET", f"/event_rule/{made['uuid']}")) == made
     listed = ok(call(c, "GET", "/event_rule"))
     assert listed["event_rules"] == [made]

@@ -320,6 +320,10 @@ static void test_migrate_v1(void **state)
     assert_int_equal(raw_int(db, "SELECT recent_keys FROM store_state"), 2);
     /* 30 defaults for each organization. */
     assert_int_equal(raw_int(db, "SELECT count(*) FROM meta"), 60);
+    /* And the tasks table, empty. */
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM tasks"), 0);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'tasks_state'"),
+                     1);
     sqlite3_close(db);
 
     /* The first organization is the default one. */
