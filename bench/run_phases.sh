@@ -4,6 +4,9 @@
 # the events (accepted/s, ack latency); (2) processing alone: `serve` restarted on the same data
 # with workers, timing the backlog drain (stored/s) and the workers' CPU time per event.
 # Usage: bench/run_phases.sh [loadgen options]   (e.g. --connections 4 --batch 500 --events 200000)
+# With BENCH_RULES=N (and BENCH_LIST_VALUES=M, default 1000000), N event rules and intel lists of
+# M values (bench/load_rules.py) are loaded through the API before phase 2, so the processing
+# phase runs the rule stage as it would in production.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${SLUICE_BIN:-build/sluice}
@@ -29,6 +32,10 @@ api=$(pgrep -P "$pid" | head -1)
 "$loadgen" --url "http://$addr" --key "$(cat "$data/admin.key")" --no-drain "$@" |
   grep -E '^(events_accepted|load_seconds|accepted_per_s|ack_latency_p50_ms|ack_latency_p99_ms|status):'
 echo "api_cpu_seconds: $(cpu "$api")"
+if [ -n "${BENCH_RULES:-}" ]; then
+  /usr/bin/python3 bench/load_rules.py "http://$addr" "$(cat "$data/admin.key")" "$BENCH_RULES" \
+    "${BENCH_LIST_VALUES:-1000000}"
+fi
 stop
 
 echo "== phase 2: processing only (workers drain the backlog)"

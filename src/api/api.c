@@ -66,6 +66,8 @@ static const struct sl_api_route r_list_update = {META_READ, "change intel lists
                                                   sl_api_meta_expect_body, sl_api_list_update};
 static const struct sl_api_route r_list_delete = {META_READ, "change intel lists",
                                                   sl_api_list_delete, NULL};
+static const struct sl_api_route r_list_poll = {META_READ, "change intel lists", sl_api_list_poll,
+                                                NULL};
 static const struct sl_api_route r_values_get = {META_READ, "read intel lists",
                                                  sl_api_list_values_get, NULL};
 static const struct sl_api_route r_values_add = {META_READ, "change intel lists",
@@ -118,6 +120,7 @@ static const struct sl_route routes[] = {
     {"/api/v2.0/event_rule/*", SL_HTTP_DELETE, &r_rule_delete},
     {"/api/v2.0/event_rule", SL_HTTP_GET, &r_rule_list},
     {"/api/v2.0/event_rule", SL_HTTP_POST, &r_rule_create},
+    {"/api/v2.0/list/*/poll", SL_HTTP_POST, &r_list_poll},
     {"/api/v2.0/list/*/values", SL_HTTP_GET, &r_values_get},
     {"/api/v2.0/list/*/values", SL_HTTP_POST, &r_values_add},
     {"/api/v2.0/list/*/values", SL_HTTP_DELETE, &r_values_delete},

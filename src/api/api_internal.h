@@ -216,6 +216,7 @@ void sl_api_rule_cache_fini(void);
 
 enum sl_http_next sl_api_list_list(struct sl_api *api, struct sl_http_req *req);
 enum sl_http_next sl_api_list_get(struct sl_api *api, struct sl_http_req *req);
+enum sl_http_next sl_api_list_poll(struct sl_api *api, struct sl_http_req *req);
 void sl_api_list_create(struct sl_api *api, struct sl_http_req *req);
 void sl_api_list_update(struct sl_api *api, struct sl_http_req *req);
 enum sl_http_next sl_api_list_delete(struct sl_api *api, struct sl_http_req *req);

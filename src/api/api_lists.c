@@ -904,6 +904,34 @@ out:
     return SL_HTTP_DONE;
 }
 
+/* POST /api/v2.0/list/<uuid>/poll: asks the poller to fetch a url-fed list at its next check
+ * (SLUICE_LIST_POLL_CHECK) rather than when poll_interval has passed. */
+enum sl_http_next sl_api_list_poll(struct sl_api *api, struct sl_http_req *req)
+{
+    struct sl_api_meta_ctx c;
+    struct sl_meta m = {0};
+    cJSON *doc = NULL;
+    if (sl_api_meta_open(api, req, 0, &c) != 0 || sl_api_meta_load(&c, SL_META_LIST, WHAT, 1, &m))
+        goto out;
+    doc = cJSON_Parse(m.doc);
+    const cJSON *url = cJSON_GetObjectItemCaseSensitive(doc, "url");
+    if (!cJSON_IsString(url) || !url->valuestring[0]) {
+        sl_http_reply_error(req, 409, "conflict", "the list has no url to poll");
+        goto out;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(doc, "poll_requested");
+    if (!cJSON_AddTrueToObject(doc, "poll_requested")) {
+        sl_api_meta_reply(req, 503, NULL);
+        goto out;
+    }
+    sl_api_meta_save(&c, SL_META_LIST, WHAT, doc, "name", &m, 0, NULL);
+out:
+    cJSON_Delete(doc);
+    free(m.doc);
+    sl_api_meta_close(&c);
+    return SL_HTTP_DONE;
+}
+
 /* ---- values ---- */
 
 static int query_int(struct sl_http_req *req, const char *name, int64_t min, int64_t max,

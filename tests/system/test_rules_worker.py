@@ -247,5 +247,18 @@ def test_list_polled_from_a_url(servers):
         c.ingest([make_event(f"{p}-1", title="x", observables=[
             {"value": "198.51.100.77", "data_type": "ip"}])])
         assert "list: feed" in wait_refs(c, p, 1)[f"{p}-1"]["tags"]
+        # the feed changes; asking for a poll fetches it at the next check, not in an hour
+        Feed.body = b"198.51.100.0/24\n203.0.113.5\n2001:db8::/32\n"
+        r = c.s.post(c.url + API + f"/list/{lst['uuid']}/poll", timeout=60 * TIME_FACTOR)
+        assert r.status_code == 200, r.text
+        wait_for("the requested poll",
+                 lambda: c.get(API + f"/list/{lst['uuid']}").json().get("last_poll_values") == 3,
+                 30)
+        vals = c.get(API + f"/list/{lst['uuid']}/values").json()["values"]
+        assert "2001:db8::/32" in vals
+        # a list without a url has nothing to poll
+        plain = post(c, "/list", {"name": "Plain", "list_type": "values", "data_type": "ip"})
+        r = c.s.post(c.url + API + f"/list/{plain['uuid']}/poll", timeout=60 * TIME_FACTOR)
+        assert r.status_code == 409
     finally:
         httpd.shutdown()
