@@ -691,6 +691,14 @@ static void reply_polled(struct sl_http_req *req)
     sl_http_reply_error(req, 409, "conflict", "the list is polled from its url");
 }
 
+static void reply_too_many(struct sl_http_req *req, int64_t max)
+{
+    char detail[200];
+    snprintf(detail, sizeof(detail),
+             "an intel list may hold at most %lld values (SLUICE_LIST_MAX_VALUES)", (long long)max);
+    sl_http_reply_error(req, 409, "conflict", detail);
+}
+
 void sl_api_list_create(struct sl_api *api, struct sl_http_req *req)
 {
     struct sl_api_meta_ctx c;
@@ -726,6 +734,10 @@ void sl_api_list_create(struct sl_api *api, struct sl_http_req *req)
     cJSON_ReplaceItemInObjectCaseSensitive(doc, "organization", cJSON_CreateString(m.org));
     if (vs.n == 0) {
         sl_api_meta_save(&c, SL_META_LIST, WHAT, doc, "name", &m, 1, add_count);
+        goto out;
+    }
+    if ((int64_t)vs.n > api->cfg->list_max_values) {
+        reply_too_many(req, api->cfg->list_max_values);
         goto out;
     }
     /* The list first (the values need it), then the values; if they fail, the list goes. */
@@ -1050,7 +1062,15 @@ void sl_api_list_values_add(struct sl_api *api, struct sl_http_req *req)
     int64_t count = 0;
     if (values_begin(api, req, 1, &c, &m, &vs) != 0)
         goto out;
-    int rc = vs.n ? sl_store_list_values_add(c.st, m.uuid, vs.v, vs.n, 0, &added) : 0;
+    int rc = sl_store_list_values_count(c.st, m.uuid, &count);
+    if (rc == 0 && count + (int64_t)vs.n > api->cfg->list_max_values) {
+        /* An upper bound (some values may be there already), so a full list is refused even
+         * when the new values would not all be new: clear first, or raise the setting. */
+        reply_too_many(req, api->cfg->list_max_values);
+        goto out;
+    }
+    if (rc == 0 && vs.n)
+        rc = sl_store_list_values_add(c.st, m.uuid, vs.v, vs.n, 0, &added);
     if (rc == 0)
         rc = sl_store_list_values_count(c.st, m.uuid, &count);
     if (rc) {

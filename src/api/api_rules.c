@@ -109,7 +109,10 @@ static int compile(struct sl_http_req *req, const char *text, struct sl_rql **ou
 }
 
 /* Every intel list prog names must be a list of org or a global one. Answers 400 (or 503). */
-static int check_list_refs(struct sl_api_meta_ctx *c, const struct sl_rql *prog)
+/* Every list a query names must be one the rule will see: its organization's or a global one;
+ * a global rule runs on every organization's events, so it may only name global lists (another
+ * organization's list of that name would answer for it). */
+static int check_list_refs(struct sl_api_meta_ctx *c, const struct sl_rql *prog, int global)
 {
     const char *const *names;
     size_t nrefs = sl_rql_list_refs(prog, &names);
@@ -126,9 +129,13 @@ static int check_list_refs(struct sl_api_meta_ctx *c, const struct sl_rql *prog)
     for (size_t i = 0; i < nrefs && rc == 0; i++) {
         int found = 0;
         for (size_t k = 0; k < n && !found; k++)
-            found = strcmp(ms[k].name, names[i]) == 0;
+            found = strcmp(ms[k].name, names[i]) == 0 && (!global || ms[k].global);
         if (!found) {
-            snprintf(err, sizeof(err), "query: no intel list named '%.256s'", names[i]);
+            snprintf(err, sizeof(err),
+                     global ? "query: no global intel list named '%.256s' (a global rule may "
+                              "only use global lists)"
+                            : "query: no intel list named '%.256s'",
+                     names[i]);
             sl_api_meta_reply_invalid(c->req, err);
             rc = SL_EINVAL;
         }
@@ -219,8 +226,8 @@ static int check_rule(struct sl_api_meta_ctx *c, const cJSON *doc, int create)
     int rc = compile(c->req, str(doc, "query"), &prog);
     if (rc)
         return rc;
-    if (create || given(c->body, "query"))
-        rc = check_list_refs(c, prog);
+    if (create || given(c->body, "query") || given(c->body, "global_rule"))
+        rc = check_list_refs(c, prog, flag(doc, "global_rule"));
     sl_rql_free(prog);
     if (rc)
         return rc;
@@ -660,7 +667,7 @@ void sl_api_rule_test(struct sl_api *api, struct sl_http_req *req)
     }
     struct sl_event_filter f = {.org = c.org};
     if (test_times(req, doc, &f) || compile(req, str(doc, "query"), &prog) ||
-        check_list_refs(&c, prog))
+        check_list_refs(&c, prog, 0))
         goto out;
     rc = cached_get(c.st, &cr, err, sizeof(err));
     if (rc) {

@@ -113,6 +113,15 @@ static const struct cfg_entry table[] = {
      "How often the list poller (a thread of worker 0) looks for Intel Lists with a url whose "
      "poll_interval has passed, or whose poll was asked for through the API. (Reflex: "
      "REFLEX_THREAT_LIST_POLLER_INTERVAL, 5 minutes.)"},
+    {"SLUICE_LIST_MAX_VALUES", T_INT, OFF(list_max_values), "5000000", 1, INT64_C(100000000),
+     "Most values one Intel List may hold (added through the API or by its feed); every worker "
+     "holds every list in memory, about 50 bytes per value. A feed past it is cut there and "
+     "its status says so; an API request past it is refused (409)."},
+    {"SLUICE_LIST_FETCH_PRIVATE", T_BOOL, OFF(list_fetch_private), "false", 0, 1,
+     "Let list feeds (url) be fetched from loopback, private, link-local, shared and "
+     "multicast addresses. Off by default: a list's url is set by API users, and the server "
+     "must not become their way into internal services (checked at connect time, so "
+     "redirects and DNS answers are covered)."},
     {"SLUICE_DRAIN_TIMEOUT", T_DURATION, OFF(drain_timeout_s), "30", 1, 3600,
      "On SIGTERM, how long children may take to finish their batch and requests before they "
      "are killed."},

@@ -39,6 +39,8 @@ struct sl_config {
     int64_t dns_cache_ttl_s;        /* SLUICE_DNS_CACHE_TTL */
     int64_t dns_timeout_s;          /* SLUICE_DNS_TIMEOUT */
     int64_t list_poll_check_s;      /* SLUICE_LIST_POLL_CHECK */
+    int64_t list_max_values;        /* SLUICE_LIST_MAX_VALUES */
+    int list_fetch_private;         /* SLUICE_LIST_FETCH_PRIVATE */
 };
 
 enum sl_config_source { SL_CONFIG_DEFAULT = 0, SL_CONFIG_ENV = 1 };

@@ -13,7 +13,10 @@
 #include "rules/intel.h"
 
 #include <cjson/cJSON.h>
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -24,7 +27,8 @@
 #define FEED_MAX_BYTES  ((size_t)256 << 20)
 #define FEED_TIMEOUT_S  120
 #define CONNECT_TIMEOUT 15
-#define ADD_CHUNK       10000 /* values per store call */
+#define ADD_CHUNK       100000 /* values per store call (each one a transaction and a reload) */
+#define CSV_ROW_MAX     65536  /* bytes of a csv row as the store keeps it (JSON) */
 #define TICK_MS         500
 
 struct sl_poller {
@@ -41,7 +45,53 @@ struct feed {
     char *data;
     size_t len, cap;
     int too_big;
+    int allow_private;
+    char refused_addr[INET6_ADDRSTRLEN]; /* a connection refused by the address check */
 };
+
+/* Whether an IPv4 address (host order) is one a feed may not be fetched from: this host,
+ * private and shared networks, link-local (cloud metadata), multicast, reserved. */
+static int v4_internal(uint32_t a)
+{
+    return (a >> 24) == 0 || (a >> 24) == 10 || (a >> 24) == 127 || (a >> 16) == 0xa9fe ||
+           (a >> 20) == 0xac1 || (a >> 16) == 0xc0a8 || (a >> 22) == (100u << 2 | 1) ||
+           (a >> 28) >= 0xe;
+}
+
+static int addr_internal(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return v4_internal(ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr));
+    if (sa->sa_family != AF_INET6)
+        return 1;
+    const uint8_t *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (!memcmp(b, mapped, 12))
+        return v4_internal((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 |
+                           b[15]);
+    int zero = 1;
+    for (int i = 0; i < 15; i++)
+        zero &= b[i] == 0;
+    return (zero && (b[15] == 0 || b[15] == 1)) || (b[0] & 0xfe) == 0xfc || /* ::, ::1, fc00::/7 */
+           (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) || b[0] == 0xff; /* fe80::/10, ff00::/8 */
+}
+
+/* Every connection curl opens (redirects included) passes this check, so neither a url, a
+ * redirect nor a DNS answer can point a feed at an internal service. */
+static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct feed *f = ud;
+    (void)purpose;
+    if (!f->allow_private && addr_internal(&a->addr)) {
+        const void *ip = a->family == AF_INET
+                             ? (const void *)&((const struct sockaddr_in *)&a->addr)->sin_addr
+                             : (const void *)&((const struct sockaddr_in6 *)&a->addr)->sin6_addr;
+        if (!inet_ntop(a->family, ip, f->refused_addr, sizeof(f->refused_addr)))
+            snprintf(f->refused_addr, sizeof(f->refused_addr), "?");
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
 
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
 {
@@ -100,12 +150,22 @@ static int fetch(struct sl_poller *p, const char *url, struct feed *f, char *err
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, p);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, f);
+    f->allow_private = p->cfg->list_fetch_private;
     CURLcode rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_cleanup(c);
     if (f->too_big) {
         sl_set_err(err, errlen, "the feed is larger than %zu MiB", FEED_MAX_BYTES >> 20);
         return SL_EFULL;
+    }
+    if (rc != CURLE_OK && f->refused_addr[0]) {
+        sl_set_err(err, errlen,
+                   "%s is a loopback, private, link-local or multicast address: feeds are not "
+                   "fetched from those (SLUICE_LIST_FETCH_PRIVATE)",
+                   f->refused_addr);
+        return SL_EINVAL;
     }
     if (rc != CURLE_OK) {
         sl_set_err(err, errlen, "%s", cerr[0] ? cerr : curl_easy_strerror(rc));
@@ -165,8 +225,10 @@ out:
 
 struct values {
     struct sl_list_value *v;
-    char **owned; /* csv rows made for the store */
-    size_t n, cap, nowned;
+    char **owned; /* csv rows made for the store (csv lists only) */
+    size_t n, cap, nowned, owned_cap;
+    size_t max;       /* SLUICE_LIST_MAX_VALUES */
+    size_t truncated; /* values past max, not taken */
 };
 
 static int values_push(struct values *vs, const char *s, size_t len, int owned)
@@ -174,14 +236,18 @@ static int values_push(struct values *vs, const char *s, size_t len, int owned)
     if (vs->n == vs->cap) {
         size_t cap = vs->cap ? vs->cap * 2 : 4096;
         struct sl_list_value *v = realloc(vs->v, cap * sizeof(*v));
-        char **o = realloc(vs->owned, cap * sizeof(*o));
-        if (v)
-            vs->v = v;
-        if (o)
-            vs->owned = o;
-        if (!v || !o)
+        if (!v)
             return SL_ENOMEM;
+        vs->v = v;
         vs->cap = cap;
+    }
+    if (owned && vs->nowned == vs->owned_cap) {
+        size_t cap = vs->owned_cap ? vs->owned_cap * 2 : 4096;
+        char **o = realloc(vs->owned, cap * sizeof(*o));
+        if (!o)
+            return SL_ENOMEM;
+        vs->owned = o;
+        vs->owned_cap = cap;
     }
     vs->v[vs->n].value = s;
     vs->v[vs->n].len = len;
@@ -228,6 +294,10 @@ static int parse_feed(const cJSON *doc, char *data, size_t len, struct values *v
         char *s = data + start;
         s[n] = 0; /* the feed buffer is ours: terminate the line in place */
         int rc;
+        if (vs->n >= vs->max) {
+            vs->truncated++;
+            continue;
+        }
         if (!sl_utf8_valid(s, n)) {
             (*refused)++;
             continue;
@@ -243,6 +313,11 @@ static int parse_feed(const cJSON *doc, char *data, size_t len, struct values *v
             char *row = csv_row(s, n);
             if (!row)
                 return SL_ENOMEM;
+            if (strlen(row) > CSV_ROW_MAX || n > SL_INTEL_VALUE_MAX * 4) {
+                cJSON_free(row);
+                (*refused)++;
+                continue;
+            }
             if ((rc = values_push(vs, row, strlen(row), 1))) {
                 cJSON_free(row);
                 return rc;
@@ -311,10 +386,11 @@ static void poll_list(struct sl_poller *p, const cJSON *doc, int64_t now)
     int64_t interval_min = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "poll_interval"));
     struct feed f = {0};
     struct values vs = {0};
-    char err[512], status[600];
+    char err[512], status[700];
     size_t refused = 0, added = 0, expired = 0;
     if (interval_min < 1)
         interval_min = 60;
+    vs.max = (size_t)p->cfg->list_max_values;
     SL_INFO("intel list \"%s\": polling %s", name, url);
     int rc = fetch(p, url, &f, err, sizeof(err));
     if (rc == 0 && (rc = parse_feed(doc, f.data ? f.data : "", f.len, &vs, &refused)) != 0)
@@ -332,8 +408,12 @@ static void poll_list(struct sl_poller *p, const cJSON *doc, int64_t now)
     if (rc == 0 && sl_store_list_values_expire(p->st, uuid, now, &expired) != 0)
         SL_WARN("intel list \"%s\": cannot expire values", name);
     if (rc == 0) {
-        snprintf(status, sizeof(status), "ok: %zu values, %zu new, %zu expired, %zu lines refused",
-                 vs.n, added, expired, refused);
+        snprintf(status, sizeof(status),
+                 "ok: %zu values, %zu new, %zu expired, %zu lines refused%s", vs.n, added, expired,
+                 refused,
+                 vs.truncated ? "; the feed has more values than SLUICE_LIST_MAX_VALUES "
+                                "allows: the rest were not taken"
+                              : "");
         SL_INFO("intel list \"%s\": %s", name, status);
     } else {
         snprintf(status, sizeof(status), "error: %s", err);

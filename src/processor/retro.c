@@ -18,10 +18,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define PAGE        500
-#define PROGRESS_MS 1000 /* progress is written at most this often */
-#define TASKS_MAX   16   /* tasks taken per call */
+#define PROGRESS_MS 1000  /* progress is written at most this often */
+#define TASKS_MAX   16    /* tasks taken per call */
+#define SAVE_GRACE  10000 /* ms a task may wait for the API to save its rule */
+#define WRITE_TRIES 10
 
 struct page_ev {
     cJSON *tree;
@@ -192,12 +195,27 @@ static void run_task(struct sl_store *st, struct sl_task *t, volatile sig_atomic
     struct run *r = NULL;
     char err[512];
     int resumed = !strcmp(t->state, "running");
-    if (sl_store_meta_get(st, SL_META_RULE, t->ref, &m) != 0) {
-        finish(st, t, "failed", "the rule no longer exists");
+    int rc = sl_store_meta_get(st, SL_META_RULE, t->ref, &m);
+    if (rc == SL_ENOTFOUND) {
+        if (sl_now_ms() - t->created_ms >= SAVE_GRACE)
+            finish(st, t, "failed", "the rule does not exist (deleted, or never saved)");
         return;
     }
+    if (rc)
+        return; /* the store is busy: next round */
     cJSON *doc = cJSON_Parse(m.doc);
     free(m.doc);
+    /* The API stores the task, then the rule naming it: a task the rule does not name is one
+     * whose save has not happened yet (wait a little), failed, or was replaced by a newer run. */
+    const cJSON *named = cJSON_GetObjectItemCaseSensitive(doc, "retro_task");
+    if (!cJSON_IsString(named) || strcmp(named->valuestring, t->id)) {
+        cJSON_Delete(doc);
+        if (sl_now_ms() - t->created_ms >= SAVE_GRACE)
+            finish(st, t, "failed",
+                   "the rule was not saved with this task, or a newer run "
+                   "replaced it");
+        return;
+    }
     int global = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "global_rule"));
     int skip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "skip_previous_match"));
     if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(doc, "active"))) {
@@ -229,13 +247,18 @@ static void run_task(struct sl_store *st, struct sl_task *t, volatile sig_atomic
     SL_INFO("retro task %s: applying rule %s to %lld New events%s", t->id, t->ref,
             (long long)t->total, resumed ? " (resumed)" : "");
     int64_t cursor = 0, last_progress = sl_mono_ms();
-    int rc = 0;
     for (;;) {
         int64_t last = cursor;
         rc = sl_store_event_scan(st, global ? NULL : t->org, "New", cursor, PAGE, on_event, r,
                                  &last);
-        if (rc == 0)
-            rc = write_page(r);
+        /* A busy store (workers writing) is waited out, a few times, before the task fails. */
+        for (int tries = 1; rc == 0 && (rc = write_page(r)) != 0 && tries < WRITE_TRIES &&
+                            (rc == SL_EBUSY || rc == SL_EIO) && !*stop;
+             tries++) {
+            struct timespec ts = {0, 200 * 1000000L};
+            nanosleep(&ts, NULL);
+            rc = 0;
+        }
         page_clear(r);
         if (rc)
             break;

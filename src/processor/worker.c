@@ -33,7 +33,9 @@
 #define META_CHECK_MS    250 /* how often the store's meta version is compared */
 #define META_RETRY_MS    5000
 #define SCRATCH_CHUNK    (64 * 1024)
-#define SCRATCH_KEEP     (4 * 1024 * 1024)
+
+enum { LOAD_IDLE = 0, LOAD_RUNNING, LOAD_DONE };
+#define SCRATCH_KEEP (4 * 1024 * 1024)
 
 /* One batch in flight: prepared events and the positions to commit once they are stored. */
 struct batch {
@@ -64,6 +66,14 @@ struct worker {
     int64_t meta_checked_ms; /* monotonic */
     int64_t meta_loaded_ms;  /* monotonic */
     int64_t meta_failed_ms;  /* monotonic, of the last failed load (0: none) */
+    /* The loader thread (see loader_main): its state and result are under lock. */
+    pthread_t loader;
+    int load_state; /* LOAD_* */
+    struct sl_store *load_store;
+    struct sl_ruleset *loaded;
+    int load_rc;
+    int64_t load_version;
+    char load_err[512];
     int64_t mutes_active;
     struct sl_stream *stream;
     struct sl_stream_consumer *consumer;
@@ -169,6 +179,10 @@ static void worker_close(struct worker *w)
         batch_fini(&w->batches[i]);
     sl_stream_consumer_destroy(w->consumer);
     sl_stream_destroy(w->stream);
+    if (w->load_state != LOAD_IDLE)
+        pthread_join(w->loader, NULL);
+    sl_ruleset_free(w->loaded);
+    sl_store_close(w->load_store);
     sl_ruleset_free(w->rules);
     sl_netlookup_close(w->net);
     sl_arena_destroy(w->scratch);
@@ -178,49 +192,93 @@ static void worker_close(struct worker *w)
 
 /* ---- rules and lists ---------------------------------------------------------------------- */
 
-/* Loads the ruleset when the store's metadata changed (checked every META_CHECK_MS), when
- * META_DATA_REFRESH_INTERVAL passed, or when a loaded rule expires. Keeps the old one if a load
- * fails (retried after META_RETRY_MS). Returns 0 once a ruleset is loaded. */
+/* Ruleset loads run on a loader thread with a store handle of its own, so a large list or
+ * pattern set (seconds to compile) never stops the consumer thread from heart-beating or from
+ * processing with the rules it has; the new ruleset is swapped in between batches. */
+static void *loader_main(void *arg)
+{
+    struct worker *w = arg;
+    struct sl_ruleset *rs = NULL;
+    char err[512] = "";
+    int rc = 0;
+    if (!w->load_store)
+        w->load_store = sl_store_open(w->cfg->data_dir, err, sizeof(err));
+    if (!w->load_store)
+        rc = SL_EIO;
+    else
+        rc = sl_ruleset_load(w->load_store, sl_now_ms(), &rs, err, sizeof(err));
+    pthread_mutex_lock(&w->lock);
+    w->loaded = rs;
+    w->load_rc = rc;
+    snprintf(w->load_err, sizeof(w->load_err), "%s", err);
+    w->load_state = LOAD_DONE;
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+/* Takes a finished load: swaps the ruleset in (the old one is only read by this thread; rule
+ * uuids the writer still needs were copied into the batch). */
+static void load_take(struct worker *w)
+{
+    pthread_mutex_lock(&w->lock);
+    int done = w->load_state == LOAD_DONE;
+    pthread_mutex_unlock(&w->lock);
+    if (!done)
+        return;
+    pthread_join(w->loader, NULL);
+    w->load_state = LOAD_IDLE;
+    int64_t now = sl_mono_ms();
+    if (w->load_rc) {
+        w->meta_failed_ms = now ? now : 1;
+        SL_WARN("cannot load event rules and intel lists: %s; %s", w->load_err,
+                w->rules ? "keeping the loaded ones" : "waiting before processing events");
+        return;
+    }
+    sl_ruleset_free(w->rules);
+    w->rules = w->loaded;
+    w->loaded = NULL;
+    w->meta_version = w->load_version;
+    w->meta_loaded_ms = now;
+    w->meta_failed_ms = 0;
+    atomic_store(&w->slot->last_meta_refresh_ms, sl_now_ms());
+    atomic_store(&w->slot->rules_loaded, (int64_t)sl_ruleset_rule_count(w->rules));
+    atomic_store(&w->slot->lists_loaded, (int64_t)sl_ruleset_list_count(w->rules));
+    SL_INFO("loaded %zu event rules and %zu intel lists (meta version %lld)",
+            sl_ruleset_rule_count(w->rules), sl_ruleset_list_count(w->rules),
+            (long long)w->meta_version);
+}
+
+/* Starts a load when the store's metadata changed (checked every META_CHECK_MS), when
+ * META_DATA_REFRESH_INTERVAL passed, or when a loaded rule expires; takes a finished one.
+ * Returns 0 once a ruleset is loaded (SL_EAGAIN before the first). */
 static int rules_refresh(struct worker *w)
 {
     int64_t now = sl_mono_ms(), version = 0;
-    char err[512];
-    if (w->rules && now - w->meta_checked_ms < META_CHECK_MS)
-        return 0;
+    load_take(w);
+    if (w->load_state != LOAD_IDLE || (w->rules && now - w->meta_checked_ms < META_CHECK_MS))
+        return w->rules ? 0 : SL_EAGAIN;
     if (w->meta_failed_ms && now - w->meta_failed_ms < META_RETRY_MS)
         return w->rules ? 0 : SL_EAGAIN;
     w->meta_checked_ms = now;
     int rc = sl_store_meta_version(w->meta_store, &version);
-    int due = !w->rules || (rc == 0 && version != w->meta_version) ||
-              now - w->meta_loaded_ms >= w->cfg->meta_refresh_s * 1000 ||
-              sl_now_ms() >= sl_ruleset_next_expiry(w->rules);
-    if (rc == 0 && due) {
-        struct sl_ruleset *rs = NULL;
-        rc = sl_ruleset_load(w->meta_store, sl_now_ms(), &rs, err, sizeof(err));
-        if (rc == 0) {
-            /* The old ruleset is only read by this thread: rule uuids the writer still needs
-             * were copied into the batch. */
-            sl_ruleset_free(w->rules);
-            w->rules = rs;
-            w->meta_version = version;
-            w->meta_loaded_ms = now;
-            atomic_store(&w->slot->last_meta_refresh_ms, sl_now_ms());
-            atomic_store(&w->slot->rules_loaded, (int64_t)sl_ruleset_rule_count(rs));
-            atomic_store(&w->slot->lists_loaded, (int64_t)sl_ruleset_list_count(rs));
-            SL_INFO("loaded %zu event rules and %zu intel lists (meta version %lld)",
-                    sl_ruleset_rule_count(rs), sl_ruleset_list_count(rs), (long long)version);
-        }
-    } else if (rc) {
-        sl_set_err(err, sizeof(err), "%s", sl_strerror(rc));
-    }
     if (rc) {
         w->meta_failed_ms = now ? now : 1;
-        SL_WARN("cannot load event rules and intel lists: %s; %s", err,
-                w->rules ? "keeping the loaded ones" : "waiting before processing events");
+        SL_WARN("cannot read the store's meta version: %s", sl_strerror(rc));
         return w->rules ? 0 : rc;
     }
-    w->meta_failed_ms = 0;
-    return 0;
+    int due = !w->rules || version != w->meta_version ||
+              now - w->meta_loaded_ms >= w->cfg->meta_refresh_s * 1000 ||
+              sl_now_ms() >= sl_ruleset_next_expiry(w->rules);
+    if (!due)
+        return 0;
+    w->load_version = version;
+    w->load_state = LOAD_RUNNING;
+    if (pthread_create(&w->loader, NULL, loader_main, w) != 0) {
+        w->load_state = LOAD_IDLE;
+        w->meta_failed_ms = now ? now : 1;
+        SL_WARN("cannot start the rules loader thread");
+    }
+    return w->rules ? 0 : SL_EAGAIN;
 }
 
 static int hook_muted(void *ud, const char *org, const char *signature, int64_t now_ms,
@@ -473,6 +531,8 @@ static int prepare_batch(struct worker *w, struct batch *b, const struct sl_stre
         struct sl_event_prepared *p = &b->prepared[b->nrows];
         uint64_t origin = ((uint64_t)recs[i].partition << 48) | recs[i].offset;
         batch_note(b, recs[i].partition, recs[i].offset);
+        /* A batch of slow events is progress, not a hang. */
+        atomic_store_explicit(&w->slot->heartbeat_ms, sl_mono_ms(), memory_order_relaxed);
         int rc = sl_event_prepare_tree(recs[i].data, recs[i].len, origin, now, p, err, sizeof(err));
         if (rc == 0 && w->rules && (rc = apply_rules(w, b, p, now, &b->effects[b->nrows])))
             sl_set_err(err, sizeof(err), "rule stage: %s", sl_strerror(rc));

@@ -28,7 +28,7 @@ struct sl_arena;
 struct sl_store;
 struct sl_ruleset;
 
-#define SL_RULES_MAX_HITS 64 /* rules recorded per event (more still apply) */
+#define SL_RULES_MAX_HITS 1024 /* rules whose hits are counted per event (all still apply) */
 
 /* Loads every organization's rules, lists (with their values) and close reasons from the store
  * and compiles them. A stored rule that does not compile (written by an older binary, say) is

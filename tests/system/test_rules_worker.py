@@ -229,7 +229,7 @@ def test_list_polled_from_a_url(servers):
     try:
         Feed.body = (b"# a feed\n198.51.100.0/24\n203.0.113.5 ; comment\n\nnot-an-ip\n"
                      b"; another comment\n")
-        srv = servers(env={"SLUICE_LIST_POLL_CHECK": "1"})
+        srv = servers(env={"SLUICE_LIST_POLL_CHECK": "1", "SLUICE_LIST_FETCH_PRIVATE": "true"})
         c = srv.client()
         url = f"http://127.0.0.1:{httpd.server_address[1]}/feed.txt"
         lst = post(c, "/list", {"name": "Feed", "list_type": "values", "data_type": "ip",
@@ -260,5 +260,28 @@ def test_list_polled_from_a_url(servers):
         plain = post(c, "/list", {"name": "Plain", "list_type": "values", "data_type": "ip"})
         r = c.s.post(c.url + API + f"/list/{plain['uuid']}/poll", timeout=60 * TIME_FACTOR)
         assert r.status_code == 409
+    finally:
+        httpd.shutdown()
+
+
+def test_feeds_are_not_fetched_from_internal_addresses(servers):
+    """A list's url is set by API users: the server must not fetch loopback, private or
+    link-local addresses for them (unless the operator allows it)."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Feed)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        Feed.body = b"sluice_events_stored_total 0\n"
+        srv = servers(env={"SLUICE_LIST_POLL_CHECK": "1"})
+        c = srv.client()
+        port = httpd.server_address[1]
+        lst = post(c, "/list", {"name": "Sneaky", "list_type": "values", "data_type": "generic",
+                                "url": f"http://127.0.0.1:{port}/metrics"})
+
+        def polled():
+            d = c.get(API + f"/list/{lst['uuid']}").json()
+            return d.get("last_polled") and d
+        d = wait_for("the poll", polled, 30)
+        assert d["last_poll_status"].startswith("error: 127.0.0.1 is a loopback"), d
+        assert c.get(API + f"/list/{lst['uuid']}/values").json()["values"] == []
     finally:
         httpd.shutdown()
