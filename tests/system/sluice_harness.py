@@ -547,3 +547,46 @@ def parse_metrics(text):
 def metric(metrics, name, **labels):
     """The value of one sample (0.0 when absent)."""
     return metrics.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+# ---- API helpers shared by the system tests ----
+
+def api_call(c, method, path, body=None, raw=None, **params):
+    """One request to the API (path after /api/v2.0) with c's key; body is sent as JSON, raw as
+    is."""
+    kw = {"params": params, "timeout": 120 * TIME_FACTOR}
+    if raw is not None:
+        kw["data"] = raw
+        kw["headers"] = {"Content-Type": "application/json"}
+    elif body is not None:
+        kw["json"] = body
+    return c.s.request(method, c.url + API + path, **kw)
+
+
+def ok(r, status=200):
+    """Asserts the status and returns the JSON body."""
+    assert r.status_code == status, (r.status_code, r.text[:800])
+    return r.json()
+
+
+def bad(r, field, status=400):
+    """Asserts a 400 whose error names field (as "<field>: ..."); returns the JSON."""
+    assert r.status_code == status, (r.status_code, r.text[:800])
+    body = r.json()
+    assert body["error"].startswith(field), body
+    assert body["field"] == field.split("[")[0], body
+    return body
+
+
+def new_key(srv, org_name, role="admin"):
+    """A new API key of the organization named org_name."""
+    k = run_cli(["apikey", "create", "--org", org_name, "--role", role], srv.data_dir)
+    assert k.returncode == 0, k.stderr
+    return json.loads(k.stdout)["key"]
+
+
+def new_org(srv, name, role="admin"):
+    """Creates an organization; returns its uuid and a key of the given role."""
+    r = run_cli(["org", "create", name], srv.data_dir)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["uuid"], new_key(srv, name, role)

@@ -7,7 +7,7 @@ import signal
 import socket
 import time
 
-from sluice_harness import (TIME_FACTOR, Loader, child_pids, group_pids, make_events, new_prefix,
+from sluice_harness import (TIME_FACTOR, child_pids, group_pids, Loader, make_events, new_prefix,
                             scaled, wait_for)
 
 

@@ -6,41 +6,20 @@ created in one request."""
 import json
 import time
 
-from sluice_harness import API, TIME_FACTOR, UUID_RE, run_cli
+from sluice_harness import (API, TIME_FACTOR, UUID_RE, api_call as call, bad, new_key, new_org, ok,
+                            run_cli)
 
 NO_UUID = "00000000-0000-4000-8000-000000000000"
 
 
-def call(c, method, path, body=None, **params):
-    kw = {"params": params, "timeout": 120 * TIME_FACTOR}
-    if body is not None:
-        kw["json"] = body
-    return c.s.request(method, c.url + API + path, **kw)
 
 
-def ok(r, status=200):
-    assert r.status_code == status, (r.status_code, r.text[:800])
-    return r.json()
 
 
-def bad(r, field, status=400):
-    assert r.status_code == status, (r.status_code, r.text[:800])
-    body = r.json()
-    assert body["error"].startswith(field), body
-    assert body["field"] == field.split("[")[0].split(":")[0], body
-    return body
 
 
-def new_org(srv, name, role="admin"):
-    r = run_cli(["org", "create", name], srv.data_dir)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)["uuid"], new_key(srv, name, role)
 
 
-def new_key(srv, org_name, role):
-    k = run_cli(["apikey", "create", "--org", org_name, "--role", role], srv.data_dir)
-    assert k.returncode == 0, k.stderr
-    return json.loads(k.stdout)["key"]
 
 
 def lists(c, **params):

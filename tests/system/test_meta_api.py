@@ -5,7 +5,8 @@ built-ins that cannot go, roles, and organization scoping (404 across organizati
 import json
 import re
 
-from sluice_harness import API, TIME_FACTOR, UUID_RE, run_cli
+from sluice_harness import (API, TIME_FACTOR, UUID_RE, api_call as call, bad, new_key, new_org, ok,
+                            run_cli)
 
 ISO_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 BUILTIN_STATUSES = {"New", "Open", "Dismissed", "Closed", "Acknowledged"}
@@ -14,42 +15,14 @@ BUILTIN_TYPES = {"ip", "domain", "fqdn", "host", "email", "email_subject", "url"
                  "filepath", "pid", "port", "sid", "mac", "detection_id", "generic"}
 
 
-def call(c, method, path, body=None, raw=None, **params):
-    """One request to the API with c's key; body is sent as JSON."""
-    kw = {"params": params, "timeout": 60 * TIME_FACTOR}
-    if raw is not None:
-        kw["data"] = raw
-        kw["headers"] = {"Content-Type": "application/json"}
-    elif body is not None:
-        kw["json"] = body
-    return c.s.request(method, c.url + API + path, **kw)
 
 
-def ok(r, status=200):
-    assert r.status_code == status, (r.status_code, r.text[:800])
-    return r.json()
 
 
-def bad(r, field, status=400):
-    """Asserts a 400 whose error names field; returns the JSON."""
-    assert r.status_code == status, (r.status_code, r.text[:800])
-    body = r.json()
-    assert body["error"].startswith(field), body
-    assert body["field"] == field.split("[")[0], body
-    return body
 
 
-def new_org(srv, name, role="admin"):
-    r = run_cli(["org", "create", name], srv.data_dir)
-    assert r.returncode == 0, r.stderr
-    org = json.loads(r.stdout)
-    return org["uuid"], new_key(srv, name, role)
 
 
-def new_key(srv, org_name, role):
-    k = run_cli(["apikey", "create", "--org", org_name, "--role", role], srv.data_dir)
-    assert k.returncode == 0, k.stderr
-    return json.loads(k.stdout)["key"]
 
 
 def items(c, kind, **params):

@@ -2,22 +2,15 @@
 
 import json
 
-from sluice_harness import (make_event, make_events, metric, new_prefix, parse_metrics, run_cli,
-                            wait_for)
+from sluice_harness import (make_event, make_events, metric, new_key, new_org, new_prefix,
+                            parse_metrics, run_cli, wait_for)
 
 
-def org_key(srv, name, role="admin"):
-    r = run_cli(["org", "create", name], srv.data_dir)
-    assert r.returncode == 0, r.stderr
-    org = json.loads(r.stdout)
-    k = run_cli(["apikey", "create", "--org", name, "--role", role], srv.data_dir)
-    assert k.returncode == 0, k.stderr
-    return org["uuid"], json.loads(k.stdout)["key"]
 
 
 def test_org_isolation(server):
     a = server.client()
-    b_uuid, b_key = org_key(server, "tenant-b")
+    b_uuid, b_key = new_org(server, "tenant-b")
     b = server.client(b_key)
     p = new_prefix("iso")
     # the same references in both orgs, told apart by title and observable
@@ -56,17 +49,13 @@ def test_org_isolation(server):
     assert b.total(signature=ea[0]["signature"]) == 0
 
     # an analyst of B sees B only
-    _, b_analyst = org_key_existing(server, "tenant-b", "analyst")
+    _, b_analyst = ("tenant-b", new_key(server, "tenant-b", "analyst"))
     assert server.client(b_analyst).total() == 25
 
     qa, qb = a.queue_stats(), b.queue_stats()
     assert qa["events"]["duplicates"] == 0 and qb["events"]["duplicates"] == 0
 
 
-def org_key_existing(srv, name, role):
-    k = run_cli(["apikey", "create", "--org", name, "--role", role], srv.data_dir)
-    assert k.returncode == 0, k.stderr
-    return name, json.loads(k.stdout)["key"]
 
 
 def test_duplicates(server):

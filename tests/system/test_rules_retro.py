@@ -2,16 +2,9 @@
 
 import json
 
-from sluice_harness import API, TIME_FACTOR, make_event, new_prefix, run_cli, wait_for
+from sluice_harness import API, TIME_FACTOR, make_event, new_org, new_prefix, wait_for
 
 
-def org_key(srv, name):
-    r = run_cli(["org", "create", name], srv.data_dir)
-    assert r.returncode == 0, r.stderr
-    org = json.loads(r.stdout)
-    k = run_cli(["apikey", "create", "--org", name, "--role", "admin"], srv.data_dir)
-    assert k.returncode == 0, k.stderr
-    return org["uuid"], json.loads(k.stdout)["key"]
 
 
 def wait_task(c, task_id, timeout=60):
@@ -23,7 +16,7 @@ def wait_task(c, task_id, timeout=60):
 
 def test_retro_task_applies_the_rule_to_stored_events(server):
     a = server.client()
-    _, b_key = org_key(server, "retro-b")
+    _, b_key = new_org(server, "retro-b")
     b = server.client(b_key)
     p = new_prefix("retro")
     old = [make_event(f"{p}-old-{i}", title="Old scan") for i in range(120)]

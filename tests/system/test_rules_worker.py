@@ -7,7 +7,7 @@ import json
 import threading
 import time
 
-from sluice_harness import (API, TIME_FACTOR, make_event, new_prefix, run_cli, wait_for)
+from sluice_harness import (API, TIME_FACTOR, make_event, new_org, new_prefix, run_cli, wait_for)
 
 
 def items(body, key):
@@ -61,13 +61,6 @@ def wait_refs(c, prefix, n, timeout=60):
     return events_by_ref(c, prefix)
 
 
-def org_key(srv, name, role="admin"):
-    r = run_cli(["org", "create", name], srv.data_dir)
-    assert r.returncode == 0, r.stderr
-    org = json.loads(r.stdout)
-    k = run_cli(["apikey", "create", "--org", name, "--role", role], srv.data_dir)
-    assert k.returncode == 0, k.stderr
-    return org["uuid"], json.loads(k.stdout)["key"]
 
 
 def test_actions_order_and_hits(server):
@@ -191,7 +184,7 @@ def test_mute_suppresses_the_signature(server):
 
 def test_set_organization_keeps_exactly_once(server):
     admin = server.client()
-    b_uuid, b_key = org_key(server, "soc-b")
+    b_uuid, b_key = new_org(server, "soc-b")
     b = server.client(b_key)
     rule(admin, "route to b", 'title = "For B"', global_rule=True, set_organization=True,
          target_organization=b_uuid)
