@@ -23,6 +23,10 @@ struct sl_intel_list {
     unsigned char type_ip[SL_INTEL_MAX_COLUMNS];
     unsigned char col_tag[SL_INTEL_MAX_COLUMNS]; /* 0: column not matched */
     unsigned generic_tag, ip_tag;                /* 0: no such column type */
+    /* A blocked Bloom filter over the set's keys (large lists only; NULL: none): most lookups
+     * miss, and the filter (a byte per key) answers them from cache instead of the slots. */
+    uint64_t *bloom;
+    unsigned bloom_shift; /* word of a hash: hash >> bloom_shift */
 };
 
 struct sl_intel_builder {
@@ -67,6 +71,7 @@ static void list_free(struct sl_intel_list *l)
     sl_vset_fini(&l->set);
     sl_trie_fini(&l->trie);
     sl_patset_free(l->pats);
+    free(l->bloom);
     free(l);
 }
 
@@ -211,6 +216,56 @@ static int add_key(const struct sl_intel_list *l, int ip, int strict, const char
         return SL_EINVAL;
     }
     return 0;
+}
+
+/* ---- the Bloom filter
+ * ---------------------------------------------------------------------------- */
+
+#define BLOOM_MIN_KEYS 4096                  /* smaller sets stay in cache anyway */
+#define BLOOM_SEED     0x452821e638d01377ULL /* apart from the set's own hashing */
+
+static uint64_t bloom_hash(unsigned tag, unsigned kind, const void *key, size_t len)
+{
+    return sl_intel_hash(key, len, BLOOM_SEED ^ ((uint64_t)tag << 8) ^ kind);
+}
+
+/* Two bits of one word per key. */
+static inline uint64_t bloom_bits(uint64_t h)
+{
+    return (1ULL << (h & 63)) | (1ULL << ((h >> 6) & 63));
+}
+
+/* 0 when the key is certainly not in the list's set; 1 when it may be. */
+static inline int bloom_may_hold(const struct sl_intel_list *l, unsigned tag, unsigned kind,
+                                 const void *key, size_t len)
+{
+    if (!l->bloom)
+        return 1;
+    uint64_t h = bloom_hash(tag, kind, key, len), m = bloom_bits(h);
+    return (l->bloom[h >> l->bloom_shift] & m) == m;
+}
+
+/* Builds the filter from every key of the finished set (its blob holds each key once, as
+ * [tag][kind][len, 2 bytes][bytes]). Without memory there is no filter, which is as correct. */
+static void bloom_build(struct sl_intel_list *l)
+{
+    if (l->set.count < BLOOM_MIN_KEYS)
+        return;
+    unsigned log2 = 6;
+    while ((1ULL << log2) < l->set.count / 8) /* 8 bits per key */
+        log2++;
+    uint64_t *bloom = calloc((size_t)1 << log2, sizeof(*bloom));
+    if (!bloom)
+        return;
+    for (size_t off = 0; off < l->set.blob_len;) {
+        const unsigned char *e = l->set.blob + off;
+        size_t len = (size_t)(e[2] | (e[3] << 8));
+        uint64_t h = bloom_hash(e[0], e[1], e + SL_VSET_ENTRY_HDR, len);
+        bloom[h >> (64 - log2)] |= bloom_bits(h);
+        off += SL_VSET_ENTRY_HDR + len;
+    }
+    l->bloom = bloom;
+    l->bloom_shift = 64 - log2;
 }
 
 /* ---- adding ---------------------------------------------------------------------------------- */
@@ -372,6 +427,7 @@ int sl_intel_builder_finish(struct sl_intel_builder *b, struct sl_intel_list **o
         /* A failed compaction keeps the larger table, which is just as correct. */
         (void)sl_vset_compact(&l->set);
         sl_trie_compact(&l->trie);
+        bloom_build(l);
     }
     b->l = NULL;
     sl_intel_builder_free(b);
@@ -416,56 +472,131 @@ void sl_intel_list_engines(const struct sl_intel_list *l, size_t *out_hs, size_t
 
 /* ---- matching -------------------------------------------------------------------------------- */
 
-/* One value prepared for lookups under several tags: its text key (folded once, lazily) and
- * its address key. */
-struct probe {
-    const char *v;
-    size_t len;
-    char *buf;
-    int text_state; /* 0 not computed, 1 ok, -1 too long: matches nothing */
-    int ip_state;
-    struct key text, ipk;
-};
-
-static const struct key *probe_text(const struct sl_intel_list *l, struct probe *pr)
+/* Whether v is ASCII without capitals, which sl_intel_fold leaves as it is. */
+static int folded_already(const char *v, size_t len)
 {
-    if (pr->text_state == 0)
-        pr->text_state = text_key(l, pr->v, pr->len, pr->buf, &pr->text) == 0 ? 1 : -1;
-    return pr->text_state > 0 ? &pr->text : NULL;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, v + i, 8);
+        /* A byte of 0x80 or more, or from 'A' to 'Z' (the sums cannot carry: no high bit). */
+        if ((w & 0x8080808080808080ULL) ||
+            ((w + 0x3f3f3f3f3f3f3f3fULL) & ~(w + 0x2525252525252525ULL) & 0x8080808080808080ULL))
+            return 0;
+    }
+    for (; i < len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c >= 0x80 || (c >= 'A' && c <= 'Z'))
+            return 0;
+    }
+    return 1;
 }
 
-static const struct key *probe_ip(struct probe *pr)
+/* The text key of a prepared value for list l: as it is, or case-folded (once per value). */
+static const struct key *value_text(const struct sl_intel_list *l, struct sl_intel_value *val,
+                                    struct key *k)
 {
-    if (pr->ip_state == 0)
-        pr->ip_state = ip_key(pr->v, pr->len, &pr->ipk) == 0 ? 1 : -1;
-    return pr->ip_state > 0 ? &pr->ipk : NULL;
+    k->kind = SL_KEY_TEXT;
+    if (l->def.case_sensitive) {
+        if (val->len > SL_INTEL_VALUE_MAX)
+            return NULL;
+        k->p = val->v;
+        k->len = val->len;
+        return k;
+    }
+    if (val->fold_state == 0) {
+        if (val->len <= SL_INTEL_VALUE_MAX && folded_already(val->v, val->len)) {
+            val->fold_state = 2; /* folding changes nothing: the value is its own key */
+        } else {
+            size_t n = sl_intel_fold(val->v, val->len, val->fold, SL_INTEL_VALUE_MAX);
+            val->fold_state = n == (size_t)-1 ? -1 : 1;
+            val->fold_len = n == (size_t)-1 ? 0 : n;
+        }
+    }
+    if (val->fold_state < 0)
+        return NULL;
+    k->p = val->fold_state == 2 ? val->v : val->fold;
+    k->len = val->fold_state == 2 ? val->len : val->fold_len;
+    return k;
+}
+
+/* The address or network key of a prepared value (parsed once per value), or NULL. */
+static const struct key *value_ip(struct sl_intel_value *val, struct key *k)
+{
+    if (val->ip_state == 0) {
+        struct key ipk;
+        val->ip_state = ip_key(val->v, val->len, &ipk) == 0 ? 1 : -1;
+        if (val->ip_state > 0) {
+            val->ip_kind = ipk.kind;
+            val->ip_len = ipk.len;
+            memcpy(val->ip, ipk.ip, sizeof(val->ip));
+        }
+    }
+    if (val->ip_state < 0)
+        return NULL;
+    k->kind = val->ip_kind;
+    k->len = val->ip_len;
+    memcpy(k->ip, val->ip, sizeof(k->ip));
+    k->p = k->ip;
+    return k;
 }
 
 /* Whether the value is under tag; ip: with address semantics (and the trie). */
-static int lookup(const struct sl_intel_list *l, unsigned tag, int ip, struct probe *pr)
+static int lookup(const struct sl_intel_list *l, unsigned tag, int ip, struct sl_intel_value *val)
 {
-    if (ip) {
-        const struct key *k = probe_ip(pr);
-        if (k)
-            return sl_vset_contains(&l->set, tag, k->kind, k->p, k->len) ||
-                   (k->kind == SL_KEY_ADDR && sl_trie_contains(&l->trie, k->ip));
-    }
-    const struct key *k = probe_text(l, pr);
-    return k && sl_vset_contains(&l->set, tag, k->kind, k->p, k->len);
+    struct key kb;
+    const struct key *k;
+    if (ip && (k = value_ip(val, &kb)))
+        return (bloom_may_hold(l, tag, k->kind, k->p, k->len) &&
+                sl_vset_contains(&l->set, tag, k->kind, k->p, k->len)) ||
+               (k->kind == SL_KEY_ADDR && sl_trie_contains(&l->trie, k->ip));
+    k = value_text(l, val, &kb);
+    return k && bloom_may_hold(l, tag, k->kind, k->p, k->len) &&
+           sl_vset_contains(&l->set, tag, k->kind, k->p, k->len);
 }
 
-static int csv_match(const struct sl_intel_list *l, const char *data_type, struct probe *pr)
+static int csv_match(const struct sl_intel_list *l, const char *data_type,
+                     struct sl_intel_value *val)
 {
     if (!data_type) {
         for (unsigned t = 0; t < l->ntypes; t++)
-            if (lookup(l, t + 1, l->type_ip[t], pr))
+            if (lookup(l, t + 1, l->type_ip[t], val))
                 return 1;
         return 0;
     }
     for (unsigned t = 0; t < l->ntypes; t++)
-        if (strcmp(l->type_name[t], data_type) == 0 && lookup(l, t + 1, l->type_ip[t], pr))
+        if (l->type_name[t][0] == data_type[0] && strcmp(l->type_name[t], data_type) == 0 &&
+            lookup(l, t + 1, l->type_ip[t], val))
             return 1;
-    return l->generic_tag && lookup(l, l->generic_tag, 0, pr);
+    return l->generic_tag && lookup(l, l->generic_tag, 0, val);
+}
+
+void sl_intel_value_init(struct sl_intel_value *val, const char *value, size_t len)
+{
+    val->v = value;
+    val->len = value ? len : 0;
+    val->fold_state = 0;
+    val->ip_state = 0;
+}
+
+int sl_intel_match_value(const struct sl_intel_list *l, const char *data_type,
+                         struct sl_intel_value *val)
+{
+    if (!l || !val->v || val->len == 0)
+        return 0;
+    switch (l->def.type) {
+    case SL_INTEL_VALUES:
+    case SL_INTEL_PATTERNS:
+        if (data_type && !l->generic && data_type != l->def.data_type &&
+            strcmp(data_type, l->def.data_type) != 0)
+            return 0;
+        if (l->def.type == SL_INTEL_PATTERNS)
+            return l->pats ? sl_patset_match(l->pats, val->v, val->len) : 0;
+        return lookup(l, 0, l->ip, val);
+    case SL_INTEL_CSV:
+        return csv_match(l, data_type, val);
+    }
+    return 0;
 }
 
 int sl_intel_match(const struct sl_intel_list *l, const char *data_type, const char *value,
@@ -473,20 +604,9 @@ int sl_intel_match(const struct sl_intel_list *l, const char *data_type, const c
 {
     if (!l || !value || len == 0)
         return 0;
-    char buf[SL_INTEL_VALUE_MAX];
-    struct probe pr = {.v = value, .len = len, .buf = buf};
-    switch (l->def.type) {
-    case SL_INTEL_VALUES:
-    case SL_INTEL_PATTERNS:
-        if (data_type && !l->generic && strcmp(data_type, l->def.data_type) != 0)
-            return 0;
-        if (l->def.type == SL_INTEL_PATTERNS)
-            return l->pats ? sl_patset_match(l->pats, value, len) : 0;
-        return lookup(l, 0, l->ip, &pr);
-    case SL_INTEL_CSV:
-        return csv_match(l, data_type, &pr);
-    }
-    return 0;
+    struct sl_intel_value val;
+    sl_intel_value_init(&val, value, len);
+    return sl_intel_match_value(l, data_type, &val);
 }
 
 int sl_intel_match_cidr(const struct sl_intel_list *l, const char *ip, size_t len)
@@ -495,12 +615,12 @@ int sl_intel_match_cidr(const struct sl_intel_list *l, const char *ip, size_t le
     int bits;
     if (!l || !ip || sl_ip_parse(ip, len, 0, addr, &bits) != 0)
         return 0;
-    char buf[SL_INTEL_VALUE_MAX];
-    struct probe pr = {.v = ip, .len = len, .buf = buf};
+    struct sl_intel_value val;
+    sl_intel_value_init(&val, ip, len);
     if (l->def.type == SL_INTEL_VALUES && l->ip)
-        return lookup(l, 0, 1, &pr);
+        return lookup(l, 0, 1, &val);
     if (l->def.type == SL_INTEL_CSV && l->ip_tag)
-        return lookup(l, l->ip_tag, 1, &pr);
+        return lookup(l, l->ip_tag, 1, &val);
     /* Lists without address semantics: the text as written, as intel(field, 'List') does. */
-    return sl_intel_match(l, NULL, ip, len);
+    return sl_intel_match_value(l, NULL, &val);
 }

@@ -72,6 +72,26 @@ size_t sl_intel_list_size(const struct sl_intel_list *l);
 int sl_intel_match(const struct sl_intel_list *l, const char *data_type, const char *value,
                    size_t len);
 
+/* One value to be matched against several lists (the ingest check of an observable): what the
+ * lookups derive from it (its case-folded text, its address) is computed once, on first need.
+ * Lives on the caller's stack (it holds a SL_INTEL_VALUE_MAX buffer); value is borrowed. */
+struct sl_intel_value {
+    const char *v;
+    size_t len;
+    int fold_state; /* 0: not folded yet, 1: fold[0..fold_len), 2: v is folded already, -1: too
+                     * long once folded */
+    int ip_state;   /* 0: not parsed yet, 1: ip/ip_kind/ip_len, -1: not an address */
+    size_t fold_len;
+    unsigned ip_kind;
+    size_t ip_len;
+    uint8_t ip[17];
+    char fold[SL_INTEL_VALUE_MAX];
+};
+void sl_intel_value_init(struct sl_intel_value *val, const char *value, size_t len);
+/* sl_intel_match of a prepared value. Thread-safe for distinct values. */
+int sl_intel_match_value(const struct sl_intel_list *l, const char *data_type,
+                         struct sl_intel_value *val);
+
 /* Whether the IP address text ip (IPv4 or IPv6) is one of the list's addresses or within one of
  * its networks (RQL's InCIDR intel('List')). 0 for text that is not an address. */
 int sl_intel_match_cidr(const struct sl_intel_list *l, const char *ip, size_t len);
@@ -83,5 +103,9 @@ int sl_intel_pattern_check(const char *pattern, size_t len, int case_sensitive, 
 /* Parses IPv4/IPv6 text (address, or network when allow_prefix) into 16 bytes (IPv4 as
  * ::ffff:a.b.c.d) and a prefix length counted on those 128 bits. 0 or SL_EINVAL. Pure. */
 int sl_ip_parse(const char *text, size_t len, int allow_prefix, uint8_t out[16], int *out_bits);
+
+/* Parses dotted-quad IPv4 text exactly as inet_pton(AF_INET) does (four decimal octets up to 255,
+ * no leading zeros, nothing else), without a copy, into out. 0 or -1 (out may be written). */
+int sl_ipv4_parse(const char *text, size_t len, uint8_t out[4]);
 
 #endif

@@ -71,13 +71,54 @@ static size_t utf8_encode(uint32_t v, unsigned char *out)
     return 4;
 }
 
+/* Eight ASCII bytes lowercased at once: a byte from 'A' to 'Z' gets 0x20 added (the sums
+ * cannot carry between bytes, which are all below 0x80). */
+static inline uint64_t lower8(uint64_t w)
+{
+    uint64_t upper = (w + 0x3f3f3f3f3f3f3f3fULL) & ~(w + 0x2525252525252525ULL);
+    return w | ((upper & 0x8080808080808080ULL) >> 2);
+}
+
 size_t sl_intel_fold(const char *in, size_t len, char *out, size_t cap)
 {
     const unsigned char *s = (const unsigned char *)in;
     unsigned char *o = (unsigned char *)out;
     size_t i = 0, j = 0;
+    /* ASCII eight bytes at a time while it lasts (then i == j). */
+    while (i + 8 <= len && i + 8 <= cap) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (w & 0x8080808080808080ULL)
+            break;
+        w = lower8(w);
+        memcpy(o + i, &w, 8);
+        i += 8;
+    }
+    if (i < len && len >= 8 && i + 8 > len && len <= cap) {
+        /* An ASCII tail: the last eight bytes at once (those before it are folded again, to
+         * the same bytes). */
+        uint64_t w;
+        memcpy(&w, s + len - 8, 8);
+        if (!(w & 0x8080808080808080ULL)) {
+            w = lower8(w);
+            memcpy(o + len - 8, &w, 8);
+            return len;
+        }
+    }
+    j = i;
     while (i < len) {
         unsigned c = s[i];
+        if (c < 0x80 && i + 8 <= len && j + 8 <= cap) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (!(w & 0x8080808080808080ULL)) {
+                w = lower8(w);
+                memcpy(o + j, &w, 8);
+                i += 8;
+                j += 8;
+                continue;
+            }
+        }
         if (c < 0x80) {
             if (j >= cap)
                 return (size_t)-1;

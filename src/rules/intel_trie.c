@@ -12,11 +12,56 @@
 /* Longest text accepted: a full IPv6 address with an embedded IPv4 one and a "/128". */
 #define IP_TEXT_MAX 63
 
+int sl_ipv4_parse(const char *s, size_t n, uint8_t out[4])
+{
+    unsigned octets = 0, val = 0;
+    int saw_digit = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= '0' && c <= '9') {
+            if (saw_digit && val == 0)
+                return -1;
+            val = val * 10 + (c - '0');
+            if (val > 255)
+                return -1;
+            if (!saw_digit) {
+                if (++octets > 4)
+                    return -1;
+                saw_digit = 1;
+            }
+        } else if (c == '.' && saw_digit) {
+            if (octets == 4)
+                return -1;
+            out[octets - 1] = (uint8_t)val;
+            val = 0;
+            saw_digit = 0;
+        } else {
+            return -1;
+        }
+    }
+    if (octets < 4 || !saw_digit)
+        return -1;
+    out[3] = (uint8_t)val;
+    return 0;
+}
+
 int sl_ip_parse(const char *text, size_t len, int allow_prefix, uint8_t out[16], int *out_bits)
 {
     char buf[IP_TEXT_MAX + 1];
     if (!text || len == 0 || len > IP_TEXT_MAX)
         return SL_EINVAL;
+    if (!memchr(text, ':', len) && !memchr(text, '/', len)) {
+        /* An IPv4 address (the common case), or no address, without a copy. */
+        uint8_t v4[4];
+        if (sl_ipv4_parse(text, len, v4))
+            return SL_EINVAL;
+        memset(out, 0, 10);
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, v4, 4);
+        if (out_bits)
+            *out_bits = 128;
+        return 0;
+    }
     memcpy(buf, text, len);
     buf[len] = '\0';
     if (memchr(buf, '\0', len))

@@ -103,19 +103,39 @@ void sl_rql_input_fini(struct sl_rql_input *in);
 int sl_rql_match(const struct sl_rql *prog, struct sl_rql_input *in, const struct sl_rql_env *env,
                  struct sl_arena *scratch, int *oom);
 
-/* Index hints (rql_hint.c), so a ruleset evaluates only the rules an event can match.
- * sl_rql_hint finds an equality the program cannot match without: `field = "s"` or
- * `field in ["a", ...]` (string literals only, no mutators, not negated, not under raw_log) at
- * the top or in the top-level `and` chain (the one with the fewest values). It returns the
- * number of values (0: no hint, or more than max), with *field (not NUL-terminated: *field_len
- * bytes) and the values pointing into prog. */
-size_t sl_rql_hint(const struct sl_rql *prog, const char **field, size_t *field_len,
-                   const char **values, size_t *lens, size_t max);
-/* Calls cb for every string the field path resolves to in event, as `=` would compare them
- * (each string element of a list; lists of objects flattened). Returns 0, cb's non-zero value,
- * or -1 when the event's shape is beyond this resolver (a key containing a dot, nested lists):
- * then any value is possible and the caller must evaluate the rules keyed on this field. */
-int sl_rql_field_strings(const char *field, size_t len, const cJSON *event,
-                         int (*cb)(void *ud, const char *s, size_t n), void *ud);
+/* ---- the rule index (rql_hint.c) ------------------------------------------------------------
+ * Used by the ruleset (ruleset.c), so that an event is evaluated only against the rules it can
+ * match: keys taken from each program (equalities, substrings, prefixes, literals every match
+ * of a regexp contains, networks, intel lists, under and/or/expand), looked up per event. */
+
+struct sl_rql_index;
+
+/* Indexes progs[0..n): rule i is progs[i], compiled from queries[i] (the text is read again
+ * for the literals of regular expressions; queries or an element may be NULL). The index keeps
+ * copies of what it needs: progs and queries may go before it. Returns NULL when out of
+ * memory. */
+struct sl_rql_index *sl_rql_index_build(const struct sl_rql *const *progs,
+                                        const char *const *queries, size_t n);
+void sl_rql_index_free(struct sl_rql_index *ix);
+/* 64-bit words of a bitmap over the index's rules (at least one). */
+size_t sl_rql_index_words(const struct sl_rql_index *ix);
+/* Rules evaluated for every event (no key found), for logs and tests. */
+size_t sl_rql_index_unkeyed(const struct sl_rql_index *ix);
+/* Sets in bits (sl_rql_index_words words) every rule whose program could match in->event:
+ * never leaves out a rule for which sl_rql_match would return 1. Reads raw_log's text for the
+ * indexed paths under it, and parses it into in (as evaluation would) only when that text is
+ * not plain JSON. env answers intel(...) keys as evaluation does;
+ * scratch holds temporaries (NULL: stack only, and more rules may be set). Thread-safe for
+ * distinct inputs and scratch arenas. */
+void sl_rql_index_candidates(const struct sl_rql_index *ix, struct sl_rql_input *in,
+                             const struct sl_rql_env *env, struct sl_arena *scratch,
+                             uint64_t *bits);
+/* After an edit of the event's top-level members named members[] (and of no other part of the
+ * event), adds to bits (the candidates from before the edit) the rules the edited members may
+ * now let match: bits again holds every rule sl_rql_index_candidates would set, and perhaps
+ * more. Reads only those members (raw_log is never re-read). */
+void sl_rql_index_update(const struct sl_rql_index *ix, struct sl_rql_input *in,
+                         const struct sl_rql_env *env, struct sl_arena *scratch,
+                         const char *const *members, size_t nmembers, uint64_t *bits);
 
 #endif

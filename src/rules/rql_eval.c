@@ -80,9 +80,8 @@ static size_t add_leaf(struct coll *c, const cJSON *j)
     return k;
 }
 
-static const cJSON *raw_log_tree(struct rql_ctx *x, const cJSON *str)
+const cJSON *rql_raw_log_tree(struct sl_rql_input *in, const cJSON *str)
 {
-    struct sl_rql_input *in = x->in;
     if (in->raw_log_state == 0) {
         in->raw_log_state = 2;
         const char *s = str->valuestring;
@@ -179,7 +178,7 @@ static size_t walk(struct coll *c, const cJSON *node, int seg, int depth)
             c->fallback++;
         if (node == c->event && seg == 0 && nx == 1 && nx < p->nseg && RQL_IS_STRING(ch) &&
             p->seg_end[0] == 7 && !memcmp(p->text, "raw_log", 7)) {
-            const cJSON *tree = raw_log_tree(c->x, ch);
+            const cJSON *tree = rql_raw_log_tree(c->x->in, ch);
             f = tree ? walk(c, tree, nx, depth + 1) : 0;
         } else {
             f = walk(c, ch, nx, depth + 1);

@@ -440,4 +440,11 @@ static inline uint64_t rql_hash_cstr(const char *s, size_t *len)
     return h ^ (h >> 29);
 }
 
+/* ---- raw_log (rql_eval.c) ---------------------------------------------------------------- */
+
+/* The tree of the event's raw_log string str (the event's first "raw_log" member): parsed on
+ * the first call for in, kept there for every later query of the same event; NULL when it is not
+ * JSON. */
+const cJSON *rql_raw_log_tree(struct sl_rql_input *in, const cJSON *str);
+
 #endif

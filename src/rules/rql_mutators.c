@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "core/arena.h"
+#include "rules/intel.h"
 
 /* ---- names -------------------------------------------------------------------------------- */
 
@@ -146,6 +147,12 @@ int rql_ip_parse(const char *s, size_t n, uint8_t addr[16], int *v6)
     char buf[64];
     if (n == 0 || n >= sizeof(buf))
         return -1;
+    if (!memchr(s, ':', n)) {
+        /* The common case, and text that is no address at all, without a copy. */
+        memset(addr, 0, 16);
+        *v6 = 0;
+        return sl_ipv4_parse(s, n, addr);
+    }
     memcpy(buf, s, n);
     buf[n] = '\0';
     if (strlen(buf) != n)
@@ -416,13 +423,53 @@ static void utf8_put(unsigned char *o, uint32_t cp, size_t len)
     }
 }
 
+/* Eight ASCII bytes case-mapped at once: the letters of the other case (from lo to lo + 25)
+ * get bit 0x20 flipped. The sums cannot carry between bytes, which are all below 0x80. */
+static inline uint64_t case8(uint64_t w, int upper)
+{
+    const uint64_t ones = 0x0101010101010101ULL;
+    uint64_t lo = upper ? 'a' : 'A';
+    uint64_t in = (w + (0x80 - lo) * ones) & ~(w + (0x80 - lo - 26) * ones);
+    return w ^ ((in & 0x8080808080808080ULL) >> 2);
+}
+
 void rql_case_map(const char *s, size_t n, char *out, int upper)
 {
     const unsigned char *p = (const unsigned char *)s;
     unsigned char *o = (unsigned char *)out;
     size_t i = 0;
+    while (i + 8 <= n) { /* ASCII eight bytes at a time while it lasts */
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        if (w & 0x8080808080808080ULL)
+            break;
+        w = case8(w, upper);
+        memcpy(o + i, &w, 8);
+        i += 8;
+    }
+    if (i < n && n >= 8 && i + 8 > n) {
+        /* An ASCII tail: the last eight bytes at once (those before it are mapped again, to
+         * the same bytes). */
+        uint64_t w;
+        memcpy(&w, p + n - 8, 8);
+        if (!(w & 0x8080808080808080ULL)) {
+            w = case8(w, upper);
+            memcpy(o + n - 8, &w, 8);
+            return;
+        }
+    }
     while (i < n) {
         unsigned char c = p[i];
+        if (c < 0x80 && i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, p + i, 8);
+            if (!(w & 0x8080808080808080ULL)) {
+                w = case8(w, upper);
+                memcpy(o + i, &w, 8);
+                i += 8;
+                continue;
+            }
+        }
         if (c < 0x80) {
             o[i] =
                 upper ? (c >= 'a' && c <= 'z' ? c - 32 : c) : (c >= 'A' && c <= 'Z' ? c + 32 : c);

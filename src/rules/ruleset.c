@@ -2,6 +2,8 @@
  * that applies them to an event (see ruleset.h for the order of steps). */
 #include "rules/ruleset.h"
 
+#include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "rules/intel.h"
+#include "rules/rql.h"
 #include "store/store.h"
 
 #define TAG_MAX 256
@@ -28,6 +31,7 @@ struct rs_rule {
     int priority, global;
     int64_t expire_at_ms; /* 0: never */
     struct sl_rql *prog;
+    char *query; /* the text prog was compiled from (the index reads its regexps) */
     /* actions */
     char **tags_add, **tags_remove;
     size_t ntags_add, ntags_remove;
@@ -42,22 +46,12 @@ struct rs_rule {
     int64_t mute_period_ms;
 };
 
-/* The rule index of one organization: most rules say `field = "x"` or `field in [...]` at
- * their top; an event whose field holds none of a rule's values cannot match it, so only the
- * rules keyed on the event's values (and the rules without a key) are evaluated. */
-struct rs_key {
-    uint64_t hash;
-    const char *s; /* in the rule's program */
+/* The lists an observable of one data type is checked against, in the organization's order:
+ * csv lists, lists of data type "generic" and the lists of that data type. */
+struct rs_dtlists {
+    const char *data_type; /* NULL: a data type no list names, or none */
+    const struct rs_list **lists;
     size_t n;
-    uint32_t rule; /* position in rs_org.rules */
-};
-
-struct rs_field {
-    const char *name; /* in a rule's program; not NUL-terminated */
-    size_t len;
-    struct rs_key *keys; /* sorted by (hash, rule) */
-    size_t nkeys;
-    uint64_t *all; /* bitmap: every rule keyed on this field */
 };
 
 struct rs_org {
@@ -66,10 +60,12 @@ struct rs_org {
     size_t nrules;
     struct rs_list **lists; /* own and global */
     size_t nlists;
-    size_t nwords;    /* of a bitmap over rules */
-    uint64_t *always; /* bitmap: rules without a key, always evaluated */
-    struct rs_field *fields;
-    size_t nfields;
+    struct rs_dtlists *dts; /* by the data types lists name; dts[ndts]: any other type */
+    size_t ndts;
+    /* The rule index (rql_hint.c): an event is evaluated only against the rules it can match
+     * (rule i of the index is rules[i]). */
+    struct sl_rql_index *index;
+    size_t nwords; /* of a bitmap over rules */
 };
 
 struct sl_ruleset {
@@ -141,6 +137,7 @@ static void rule_fini(struct rs_rule *r)
     free(r->org);
     free(r->name);
     sl_rql_free(r->prog);
+    free(r->query);
     free_strings(r->tags_add, r->ntags_add);
     free_strings(r->tags_remove, r->ntags_remove);
     free(r->case_template);
@@ -161,12 +158,10 @@ static void list_fini(struct rs_list *l)
 
 static void org_fini(struct rs_org *o)
 {
-    for (size_t i = 0; i < o->nfields; i++) {
-        free(o->fields[i].keys);
-        free(o->fields[i].all);
-    }
-    free(o->fields);
-    free(o->always);
+    for (size_t i = 0; o->dts && i <= o->ndts; i++)
+        free(o->dts[i].lists);
+    free(o->dts);
+    sl_rql_index_free(o->index);
     free(o->rules);
     free(o->lists);
 }
@@ -217,7 +212,7 @@ static int rule_from_doc(struct rs_rule *r, const cJSON *doc, const cJSON *close
         return SL_EINVAL;
     }
     if (!(r->uuid = strdup(uuid)) || !(r->org = strdup(org)) ||
-        !(r->name = strdup(name ? name : uuid)))
+        !(r->name = strdup(name ? name : uuid)) || !(r->query = strdup(query)))
         return SL_ENOMEM;
     rc = sl_rql_compile(query, strlen(query), &r->prog, &qe);
     if (rc == SL_EINVAL) {
@@ -431,72 +426,58 @@ static int cmp_org(const void *a, const void *b)
     return strcmp(((const struct rs_org *)a)->uuid, ((const struct rs_org *)b)->uuid);
 }
 
-#define HINT_MAX 256 /* values of one rule's key; a longer `in [...]` is not indexed */
-
-static uint64_t key_hash(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a, then a final mix */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    h ^= h >> 29;
-    h *= 0xbf58476d1ce4e5b9ull;
-    return h ^ (h >> 32);
-}
-
-static int cmp_key(const void *a, const void *b)
-{
-    const struct rs_key *x = a, *y = b;
-    if (x->hash != y->hash)
-        return x->hash < y->hash ? -1 : 1;
-    return x->rule < y->rule ? -1 : x->rule > y->rule;
-}
-
-static struct rs_field *field_get(struct rs_org *o, const char *name, size_t len)
-{
-    for (size_t i = 0; i < o->nfields; i++)
-        if (o->fields[i].len == len && !memcmp(o->fields[i].name, name, len))
-            return &o->fields[i];
-    struct rs_field *f = realloc(o->fields, (o->nfields + 1) * sizeof(*f));
-    if (!f)
-        return NULL;
-    o->fields = f;
-    f = &o->fields[o->nfields];
-    memset(f, 0, sizeof(*f));
-    f->name = name;
-    f->len = len;
-    if (!(f->all = calloc(o->nwords, sizeof(uint64_t))))
-        return NULL;
-    o->nfields++;
-    return f;
-}
-
-/* Builds the rule index of o (see struct rs_field). */
+/* Builds the rule index of o. */
 static int org_index(struct rs_org *o)
 {
-    const char *values[HINT_MAX];
-    size_t lens[HINT_MAX];
-    o->nwords = (o->nrules + 63) / 64 + 1;
-    if (!(o->always = calloc(o->nwords, sizeof(uint64_t))))
-        return SL_ENOMEM;
-    for (size_t i = 0; i < o->nrules; i++) {
-        const char *name;
-        size_t len, n = sl_rql_hint(o->rules[i]->prog, &name, &len, values, lens, HINT_MAX);
-        if (n == 0) {
-            o->always[i / 64] |= 1ull << (i % 64);
-            continue;
+    const struct sl_rql **progs = calloc(o->nrules + 1, sizeof(*progs));
+    const char **queries = calloc(o->nrules + 1, sizeof(*queries));
+    int rc = 0;
+    if (progs && queries) {
+        for (size_t i = 0; i < o->nrules; i++) {
+            progs[i] = o->rules[i]->prog;
+            queries[i] = o->rules[i]->query;
         }
-        struct rs_field *f = field_get(o, name, len);
-        struct rs_key *k = f ? realloc(f->keys, (f->nkeys + n) * sizeof(*k)) : NULL;
-        if (!k)
-            return SL_ENOMEM;
-        f->keys = k;
-        for (size_t v = 0; v < n; v++)
-            f->keys[f->nkeys++] =
-                (struct rs_key){key_hash(values[v], lens[v]), values[v], lens[v], (uint32_t)i};
-        f->all[i / 64] |= 1ull << (i % 64);
+        o->index = sl_rql_index_build(progs, queries, o->nrules);
     }
-    for (size_t i = 0; i < o->nfields; i++)
-        qsort(o->fields[i].keys, o->fields[i].nkeys, sizeof(struct rs_key), cmp_key);
+    if (!o->index)
+        rc = SL_ENOMEM;
+    else
+        o->nwords = sl_rql_index_words(o->index);
+    free(progs);
+    free(queries);
+    return rc;
+}
+
+/* A values or patterns list of one data type (not "generic"): only observables of that type
+ * meet it. */
+static int typed_list(const struct rs_list *l)
+{
+    return l->type != SL_INTEL_CSV && strcmp(l->data_type, "generic") != 0;
+}
+
+/* Groups o's lists by the data types of observables they can match (struct rs_dtlists). */
+static int org_data_types(struct rs_org *o)
+{
+    if (!(o->dts = calloc(o->nlists + 1, sizeof(*o->dts))))
+        return SL_ENOMEM;
+    for (size_t i = 0; i < o->nlists; i++) {
+        const struct rs_list *l = o->lists[i];
+        size_t k = 0;
+        while (k < o->ndts && strcmp(o->dts[k].data_type, l->data_type) != 0)
+            k++;
+        if (typed_list(l) && k == o->ndts)
+            o->dts[o->ndts++].data_type = l->data_type;
+    }
+    for (size_t k = 0; k <= o->ndts; k++) {
+        struct rs_dtlists *d = &o->dts[k];
+        if (!(d->lists = calloc(o->nlists + 1, sizeof(*d->lists))))
+            return SL_ENOMEM;
+        for (size_t i = 0; i < o->nlists; i++) {
+            const struct rs_list *l = o->lists[i];
+            if (!typed_list(l) || (d->data_type && !strcmp(l->data_type, d->data_type)))
+                d->lists[d->n++] = l;
+        }
+    }
     return 0;
 }
 
@@ -519,7 +500,8 @@ static int org_fill(struct sl_ruleset *rs, struct rs_org *o, const char *uuid)
             o->lists[o->nlists++] = l;
     }
     qsort(o->rules, o->nrules, sizeof(*o->rules), cmp_rule);
-    return org_index(o);
+    int rc = org_data_types(o);
+    return rc ? rc : org_index(o);
 }
 
 static int add_org(struct sl_ruleset *rs, size_t *cap, const char *uuid)
@@ -792,7 +774,7 @@ static const struct rs_org *find_org(const struct sl_ruleset *rs, const char *uu
 static const struct rs_list *find_list(const struct rs_org *o, const char *name)
 {
     for (size_t i = 0; i < o->nlists; i++)
-        if (!strcmp(o->lists[i]->name, name))
+        if (o->lists[i]->name[0] == name[0] && !strcmp(o->lists[i]->name, name))
             return o->lists[i];
     return NULL;
 }
@@ -823,12 +805,20 @@ struct apply_env {
     const struct rs_org *org;
     const struct sl_rules_hooks *hooks;
     struct sl_rules_result *out;
+    const char *last_name; /* the list name asked for last (a program's or the index's string) */
+    const struct rs_list *last_list;
 };
 
 static int apply_intel_match(void *ud, const char *list, const char *value, size_t len,
                              const char *data_type)
 {
-    return env_intel_match((void *)((struct apply_env *)ud)->org, list, value, len, data_type);
+    struct apply_env *ae = ud;
+    /* The same name string comes back for every value of a field: look it up once. */
+    if (list != ae->last_name) {
+        ae->last_name = list;
+        ae->last_list = find_list(ae->org, list);
+    }
+    return ae->last_list ? sl_intel_match(ae->last_list->compiled, data_type, value, len) : 0;
 }
 
 static int apply_intel_cidr(void *ud, const char *list, const char *ip, size_t len)
@@ -943,31 +933,65 @@ static int set_dismissed(cJSON *ev, const char *reason, const char *comment, int
     return 0;
 }
 
-/* Step 1: every observable against the organization's lists. */
-static int check_intel(const struct rs_org *o, cJSON *ev, struct sl_rules_result *out)
+/* The lists an observable of data type dt (NULL: none) is checked against. */
+static const struct rs_dtlists *lists_for(const struct rs_org *o, const char *dt)
 {
-    cJSON *obs = cJSON_GetObjectItemCaseSensitive(ev, "observables");
+    for (size_t k = 0; dt && k < o->ndts; k++)
+        if (o->dts[k].data_type[0] == dt[0] && !strcmp(o->dts[k].data_type, dt))
+            return &o->dts[k];
+    return &o->dts[o->ndts];
+}
+
+/* The observable's "value" and "data_type" strings (each the first member of that name, NULL
+ * when it is not a string), as jstr finds them, in one pass. */
+static void observable_fields(const cJSON *ob, const char **value, const char **dt)
+{
+    int seen_value = 0, seen_dt = 0;
+    *value = *dt = NULL;
+    for (const cJSON *c = cJSON_IsObject(ob) ? ob->child : NULL; c; c = c->next) {
+        const char *k = c->string, *v = cJSON_IsString(c) ? c->valuestring : NULL;
+        if (!k)
+            continue;
+        if (!seen_value && k[0] == 'v' && !strcmp(k, "value")) {
+            seen_value = 1;
+            *value = v;
+        } else if (!seen_dt && k[0] == 'd' && !strcmp(k, "data_type")) {
+            seen_dt = 1;
+            *dt = v;
+        }
+        if (seen_value && seen_dt)
+            break;
+    }
+}
+
+/* Step 1: every observable against the organization's lists. */
+static int check_intel(const struct rs_org *o, cJSON *ev, cJSON *obs, struct sl_rules_result *out)
+{
     cJSON *ob;
     int rc;
     if (o->nlists == 0 || !cJSON_IsArray(obs))
         return 0;
+    struct sl_intel_value val; /* the value's folded text and address, found once */
     cJSON_ArrayForEach(ob, obs)
     {
-        const char *value = jstr(ob, "value"), *dt = jstr(ob, "data_type");
+        const char *value, *dt;
         int hit = 0;
+        observable_fields(ob, &value, &dt);
         if (!value)
             continue;
-        size_t len = strlen(value);
-        for (size_t i = 0; i < o->nlists; i++) {
-            const struct rs_list *l = o->lists[i];
-            if (l->type != SL_INTEL_CSV && strcmp(l->data_type, "generic") &&
-                (!dt || strcmp(l->data_type, dt)))
-                continue;
-            if (!sl_intel_match(l->compiled, dt ? dt : "generic", value, len))
+        const struct rs_dtlists *d = lists_for(o, dt);
+        sl_intel_value_init(&val, value, strlen(value));
+        for (size_t i = 0; i < d->n; i++) {
+            const struct rs_list *l = d->lists[i];
+            /* A typed list is in d only for its own data type: its name says it (and saves a
+             * comparison). */
+            const char *want = typed_list(l) ? l->data_type : dt ? dt : "generic";
+            if (!sl_intel_match_value(l->compiled, want, &val))
                 continue;
             hit = 1;
             /* The list's flags mark the observable; a flag the list does not set is left as it
-             * was (the reference overwrites it with false). */
+             * was (the reference overwrites it with false). These edits leave the "value"
+             * member, which val reads, in place. */
             if ((l->flag_ioc && (rc = set_member(ob, "ioc", cJSON_CreateTrue()))) ||
                 (l->flag_safe && (rc = set_member(ob, "safe", cJSON_CreateTrue()))) ||
                 (l->flag_spotted && (rc = set_member(ob, "spotted", cJSON_CreateTrue()))) ||
@@ -981,6 +1005,21 @@ static int check_intel(const struct rs_org *o, cJSON *ev, struct sl_rules_result
     }
     return 0;
 }
+
+/* Every top-level member of the event that act() and a hit write (and nothing else). */
+static const char *const act_members[] = {
+    "tags",
+    "case",
+    "status",
+    "organization",
+    "dismissed_at",
+    "dismiss_reason",
+    "dismiss_comment",
+    "time_to_dismiss",
+    "dismissed_by_rule",
+    "severity",
+    "event_rules",
+};
 
 /* A rule's actions, in the reference's order. */
 static int act(const struct sl_ruleset *rs, const struct rs_rule *r, cJSON *ev, int64_t now_ms,
@@ -1030,75 +1069,94 @@ static int act(const struct sl_ruleset *rs, const struct rs_rule *r, cJSON *ev, 
     return 0;
 }
 
-struct mark {
-    const struct rs_field *f;
-    uint64_t *bits;
-};
+/* A bitmap of nwords for this thread (grown as needed, kept for the next event, freed when the
+ * thread exits). */
+static _Thread_local uint64_t *tls_bits;
+static _Thread_local size_t tls_bits_cap;
+static pthread_key_t bits_key;
+static pthread_once_t bits_once = PTHREAD_ONCE_INIT;
+static int bits_key_ok;
 
-/* Marks the rules of field f keyed on the string s. */
-static int mark_value(void *ud, const char *s, size_t n)
+static void bits_free(void *p)
 {
-    const struct mark *m = ud;
-    uint64_t h = key_hash(s, n);
-    size_t lo = 0, hi = m->f->nkeys;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (m->f->keys[mid].hash < h)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    for (size_t i = lo; i < m->f->nkeys && m->f->keys[i].hash == h; i++) {
-        const struct rs_key *k = &m->f->keys[i];
-        if (k->n == n && !memcmp(k->s, s, n))
-            m->bits[k->rule / 64] |= 1ull << (k->rule % 64);
-    }
-    return 0;
-}
-
-/* The rules an event can match: those without a key, and those keyed on the event's values. */
-static void candidates(const struct rs_org *o, const cJSON *event, uint64_t *bits)
-{
-    memcpy(bits, o->always, o->nwords * sizeof(uint64_t));
-    for (size_t i = 0; i < o->nfields; i++) {
-        const struct rs_field *f = &o->fields[i];
-        struct mark m = {f, bits};
-        if (sl_rql_field_strings(f->name, f->len, event, mark_value, &m) != 0)
-            for (size_t w = 0; w < o->nwords; w++)
-                bits[w] |= f->all[w];
+    free(p);
+    if (tls_bits == p) {
+        tls_bits = NULL;
+        tls_bits_cap = 0;
     }
 }
 
-/* A bitmap of nwords for this thread (grown as needed, kept for the next event). */
+static void bits_key_init(void)
+{
+    bits_key_ok = pthread_key_create(&bits_key, bits_free) == 0;
+}
+
 static uint64_t *thread_bits(size_t nwords)
 {
-    static _Thread_local uint64_t *bits;
-    static _Thread_local size_t cap;
-    if (nwords > cap) {
-        uint64_t *b = realloc(bits, nwords * sizeof(*b));
+    if (nwords > tls_bits_cap) {
+        pthread_once(&bits_once, bits_key_init);
+        uint64_t *b = realloc(tls_bits, nwords * sizeof(*b));
         if (!b)
             return NULL;
-        bits = b;
-        cap = nwords;
+        tls_bits = b;
+        tls_bits_cap = nwords;
+        if (bits_key_ok)
+            (void)pthread_setspecific(bits_key, b); /* without it, the bitmap outlives the thread */
     }
-    return bits;
+    return tls_bits;
+}
+
+/* The event's "organization" and "signature" strings (NULL when not strings) and its
+ * "observables" member, each the first of its name (as jstr and cJSON find them), in one pass.
+ * The intel check edits tags and observables, never these members. */
+static void event_fields(cJSON *ev, const char **org, const char **sig, cJSON **obs)
+{
+    int seen_org = 0, seen_sig = 0, seen_obs = 0;
+    *org = *sig = NULL;
+    *obs = NULL;
+    for (cJSON *c = cJSON_IsObject(ev) ? ev->child : NULL; c; c = c->next) {
+        const char *k = c->string, *v = cJSON_IsString(c) ? c->valuestring : NULL;
+        if (!k)
+            continue;
+        if (!seen_org && k[0] == 'o' && !strcmp(k, "organization")) {
+            seen_org = 1;
+            *org = v;
+        } else if (!seen_sig && k[0] == 's' && !strcmp(k, "signature")) {
+            seen_sig = 1;
+            *sig = v;
+        } else if (!seen_obs && k[0] == 'o' && !strcmp(k, "observables")) {
+            seen_obs = 1;
+            *obs = c;
+        }
+        if (seen_org && seen_sig && seen_obs)
+            break;
+    }
+}
+
+/* Clears out but for rules[] (8 KB; only rules[0..nrules) is read). */
+_Static_assert(offsetof(struct sl_rules_result, rules) == 0, "rules[] is first, nrules follows");
+static void result_init(struct sl_rules_result *out)
+{
+    size_t off = offsetof(struct sl_rules_result, nrules);
+    memset((char *)out + off, 0, sizeof(*out) - off);
 }
 
 int sl_ruleset_apply(const struct sl_ruleset *rs, cJSON *event, int64_t now_ms,
                      const struct sl_rules_hooks *hooks, struct sl_arena *scratch,
                      struct sl_rules_result *out)
 {
-    const char *org = jstr(event, "organization");
+    const char *org, *sig;
+    cJSON *obs;
+    event_fields(event, &org, &sig, &obs);
     const struct rs_org *o = find_org(rs, org);
-    struct apply_env ae = {o, hooks, out};
+    struct apply_env ae = {o, hooks, out, NULL, NULL};
     struct sl_rql_env env = {&ae, apply_intel_match, apply_intel_cidr, apply_geo, apply_dns};
     struct sl_rql_input in = {event, NULL, 0};
     int rc;
-    memset(out, 0, sizeof(*out));
-    if ((rc = check_intel(o, event, out)))
+    result_init(out);
+    if ((rc = check_intel(o, event, obs, out)))
         return rc;
     /* A muted signature: stored, but dismissed, and no rule runs on it. */
-    const char *sig = jstr(event, "signature");
     char mute_rule[SL_UUID_LEN + 1];
     if (hooks && hooks->muted && org && sig &&
         hooks->muted(hooks->ud, org, sig, now_ms, mute_rule)) {
@@ -1113,31 +1171,43 @@ int sl_ruleset_apply(const struct sl_ruleset *rs, cJSON *event, int64_t now_ms,
     if (o->nrules && !bits)
         return SL_ENOMEM;
     if (bits)
-        candidates(o, event, bits);
-    for (size_t i = 0; i < o->nrules; i++) {
-        const struct rs_rule *r = o->rules[i];
-        int oom = 0;
-        if (!(bits[i / 64] & (1ull << (i % 64))))
-            continue;
-        if (r->expire_at_ms && r->expire_at_ms <= now_ms)
-            continue;
-        if (scratch)
-            sl_arena_reset(scratch);
-        int hit = sl_rql_match(r->prog, &in, &env, scratch, &oom);
-        if (oom)
-            out->rule_errors++;
-        if (!hit)
-            continue;
-        if ((rc = add_unique(event, "event_rules", r->uuid)))
-            break;
-        if (out->nrules < SL_RULES_MAX_HITS)
-            out->rules[out->nrules++] = r->uuid;
-        out->nrules_total++;
-        if ((rc = act(rs, r, event, now_ms, out)))
-            break;
-        /* The actions may have changed the fields later rules are keyed on. */
-        candidates(o, event, bits);
+        sl_rql_index_candidates(o->index, &in, &env, scratch, bits);
+    /* Only the candidates (set bits, in rule order) are evaluated. */
+    for (size_t w = 0; bits && w * 64 < o->nrules; w++) {
+        uint64_t word = bits[w];
+        while (word) {
+            size_t i = w * 64 + (size_t)__builtin_ctzll(word);
+            word &= word - 1;
+            if (i >= o->nrules)
+                break;
+            const struct rs_rule *r = o->rules[i];
+            int oom = 0;
+            if (r->expire_at_ms && r->expire_at_ms <= now_ms)
+                continue;
+            if (scratch)
+                sl_arena_reset(scratch);
+            int hit = sl_rql_match(r->prog, &in, &env, scratch, &oom);
+            if (oom)
+                out->rule_errors++;
+            if (!hit)
+                continue;
+            if ((rc = add_unique(event, "event_rules", r->uuid)))
+                goto done;
+            if (out->nrules < SL_RULES_MAX_HITS)
+                out->rules[out->nrules++] = r->uuid;
+            out->nrules_total++;
+            if ((rc = act(rs, r, event, now_ms, out)))
+                goto done;
+            /* The actions may have changed the fields later rules are keyed on: the candidates
+             * of the members they write are added (the others are as they were). */
+            if (scratch)
+                sl_arena_reset(scratch);
+            sl_rql_index_update(o->index, &in, &env, scratch, act_members,
+                                sizeof(act_members) / sizeof(act_members[0]), bits);
+            word = i % 64 == 63 ? 0 : bits[w] & (~0ULL << (i % 64 + 1));
+        }
     }
+done:
     sl_rql_input_fini(&in);
     return rc;
 }
@@ -1149,11 +1219,11 @@ int sl_ruleset_apply_rule(const struct sl_ruleset *rs, const char *rule_uuid, cJ
     const char *org = jstr(event, "organization");
     const struct rs_org *o = find_org(rs, org);
     const struct rs_rule *r = NULL;
-    struct apply_env ae = {o, hooks, out};
+    struct apply_env ae = {o, hooks, out, NULL, NULL};
     struct sl_rql_env env = {&ae, apply_intel_match, apply_intel_cidr, apply_geo, apply_dns};
     struct sl_rql_input in = {event, NULL, 0};
     int oom = 0, rc;
-    memset(out, 0, sizeof(*out));
+    result_init(out);
     for (size_t i = 0; i < o->nrules && !r; i++)
         if (!strcmp(o->rules[i]->uuid, rule_uuid))
             r = o->rules[i];
