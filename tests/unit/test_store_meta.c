@@ -25,58 +25,11 @@
 
 /* ---- fixtures ---- */
 
-struct fx {
-    char dir[64];
-    struct sl_store *st;
-    struct sl_org org;  /* "acme", the first: the default organization */
-    struct sl_org org2; /* "globex" */
-};
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void make_tmpdir(char dir[64])
-{
-    snprintf(dir, 64, "/tmp/sluice-store-meta-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-}
-
-static void remove_tree(const char *dir)
-{
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static struct sl_store *open_store(const char *dir)
-{
-    char err[512] = "";
-    struct sl_store *st = sl_store_open(dir, err, sizeof(err));
-    if (!st)
-        fail_msg("sl_store_open(%s): %s", dir, err);
-    return st;
-}
+#include "store_fixture.h"
 
 static int setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-    assert_non_null(f);
-    make_tmpdir(f->dir);
-    f->st = open_store(f->dir);
-    assert_int_equal(sl_store_org_create(f->st, "acme", &f->org), 0);
-    assert_int_equal(sl_store_org_create(f->st, "globex", &f->org2), 0);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    sl_store_close(f->st);
-    remove_tree(f->dir);
-    free(f);
-    return 0;
+    return fx_setup(state, 2);
 }
 
 static sqlite3 *raw_open(const char *dir)

@@ -21,50 +21,11 @@
 
 /* ---- fixtures ---- */
 
-struct fx {
-    char dir[64];
-    struct sl_store *st;
-    struct sl_org org;  /* "acme", the default organization */
-    struct sl_org org2; /* "globex" */
-    struct sl_org org3; /* "initech" */
-};
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static struct sl_store *open_store(const char *dir)
-{
-    char err[512] = "";
-    struct sl_store *st = sl_store_open(dir, err, sizeof(err));
-    if (!st)
-        fail_msg("sl_store_open(%s): %s", dir, err);
-    return st;
-}
+#include "store_fixture.h"
 
 static int setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-    assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/sluice-store-tasks-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    f->st = open_store(f->dir);
-    assert_int_equal(sl_store_org_create(f->st, "acme", &f->org), 0);
-    assert_int_equal(sl_store_org_create(f->st, "globex", &f->org2), 0);
-    assert_int_equal(sl_store_org_create(f->st, "initech", &f->org3), 0);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    sl_store_close(f->st);
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(f);
-    return 0;
+    return fx_setup(state, 3);
 }
 
 static sqlite3 *raw_open(const char *dir)
