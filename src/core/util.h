@@ -47,6 +47,9 @@ int sl_parse_bool(const char *s, int *out);
 /* The length of the valid UTF-8 sequence at s (n > 0 bytes available), or 0 if it is not one
  * (overlong forms, surrogates and code points above U+10FFFF are not). */
 size_t sl_utf8_seq(const unsigned char *s, size_t n);
+/* Decodes the UTF-8 sequence at s (n > 0 bytes available): its length, and the code point in
+ * *cp; 0 when it is not a valid sequence (as sl_utf8_seq). */
+size_t sl_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
 /* Whether s[0..len) is valid UTF-8 without NUL bytes. */
 int sl_utf8_valid(const char *s, size_t len);
 

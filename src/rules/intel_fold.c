@@ -1,6 +1,8 @@
 /* Case folding of values for case-insensitive Intel Lists: ASCII inline, UTF-8 by towlower_l. */
 #include "rules/intel_internal.h"
 
+#include "core/util.h"
+
 #include <locale.h>
 #include <pthread.h>
 #include <string.h>
@@ -14,37 +16,6 @@ static void locale_init(void)
     /* Without C.UTF-8 only ASCII folds (towlower_l in "C" maps nothing else); the result is the
      * same for inserts and lookups, so lists stay consistent. */
     utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
-}
-
-/* Decodes one UTF-8 character at s[0..n): returns its length and *cp, or 0 when invalid. */
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    unsigned c = s[0];
-    size_t len;
-    uint32_t v, min;
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-        len = 2, v = c & 0x1f, min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3, v = c & 0x0f, min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4, v = c & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        v = (v << 6) | (s[i] & 0x3f);
-    }
-    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-        return 0;
-    *cp = v;
-    return len;
 }
 
 static size_t utf8_encode(uint32_t v, unsigned char *out)
@@ -127,7 +98,7 @@ size_t sl_intel_fold(const char *in, size_t len, char *out, size_t cap)
             continue;
         }
         uint32_t cp;
-        size_t n = utf8_decode(s + i, len - i, &cp);
+        size_t n = sl_utf8_decode(s + i, len - i, &cp);
         if (n == 0) {
             if (j >= cap)
                 return (size_t)-1;
@@ -173,7 +144,7 @@ int sl_intel_utf8_valid(const char *s, size_t len)
             continue;
         }
         uint32_t cp;
-        size_t n = utf8_decode(p + i, len - i, &cp);
+        size_t n = sl_utf8_decode(p + i, len - i, &cp);
         if (n == 0)
             return 0;
         i += n;

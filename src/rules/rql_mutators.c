@@ -3,6 +3,8 @@
  * mapping, hashing. Mutator results live in the evaluation's scratch memory. */
 #include "rules/rql_internal.h"
 
+#include "core/util.h"
+
 #include <arpa/inet.h>
 #include <math.h>
 #include <stdio.h>
@@ -355,45 +357,6 @@ static uint32_t upper_cp(uint32_t c)
     return c;
 }
 
-/* Decodes one UTF-8 sequence at s[0..n): returns its length (1..4) and *cp, or 0 when the bytes
- * are not a valid sequence. */
-static size_t utf8_dec(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    unsigned char c = s[0];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    size_t len;
-    uint32_t v, min;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        v = c & 0x1f;
-        min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        v = c & 0x0f;
-        min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        v = c & 0x07;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        v = (v << 6) | (s[i] & 0x3f);
-    }
-    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-        return 0;
-    *cp = v;
-    return len;
-}
-
 static size_t utf8_len_of(uint32_t cp)
 {
     return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
@@ -477,7 +440,7 @@ void rql_case_map(const char *s, size_t n, char *out, int upper)
             continue;
         }
         uint32_t cp;
-        size_t len = utf8_dec(p + i, n - i, &cp);
+        size_t len = sl_utf8_decode(p + i, n - i, &cp);
         if (!len) {
             o[i] = c; /* not UTF-8: kept as it is */
             i++;
@@ -502,7 +465,7 @@ static int utf8_valid(const char *s, size_t n)
             continue;
         }
         uint32_t cp;
-        size_t len = utf8_dec(p + i, n - i, &cp);
+        size_t len = sl_utf8_decode(p + i, n - i, &cp);
         if (!len)
             return 0;
         i += len;
