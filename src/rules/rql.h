@@ -103,10 +103,11 @@ void sl_rql_input_fini(struct sl_rql_input *in);
 int sl_rql_match(const struct sl_rql *prog, struct sl_rql_input *in, const struct sl_rql_env *env,
                  struct sl_arena *scratch, int *oom);
 
-/* ---- the rule index (rql_hint.c) ------------------------------------------------------------
- * Used by the ruleset (ruleset.c), so that an event is evaluated only against the rules it can
- * match: keys taken from each program (equalities, substrings, prefixes, literals every match
- * of a regexp contains, networks, intel lists, under and/or/expand), looked up per event. */
+/* ---- the rule index (rql_keys.c, rql_index.c, rql_scan.c) -----------------------------------
+ * ------------------------------------------------------------ Used by the ruleset (ruleset.c), so
+ * that an event is evaluated only against the rules it can match: keys taken from each program
+ * (equalities, substrings, prefixes, literals every match of a regexp contains, networks, intel
+ * lists, under and/or/expand), looked up per event. */
 
 struct sl_rql_index;
 

@@ -62,7 +62,7 @@ struct rs_org {
     size_t nlists;
     struct rs_dtlists *dts; /* by the data types lists name; dts[ndts]: any other type */
     size_t ndts;
-    /* The rule index (rql_hint.c): an event is evaluated only against the rules it can match
+    /* The rule index (rql_index.c): an event is evaluated only against the rules it can match
      * (rule i of the index is rules[i]). */
     struct sl_rql_index *index;
     size_t nwords; /* of a bitmap over rules */
