@@ -104,10 +104,9 @@ int sl_rql_match(const struct sl_rql *prog, struct sl_rql_input *in, const struc
                  struct sl_arena *scratch, int *oom);
 
 /* ---- the rule index (rql_keys.c, rql_index.c, rql_scan.c) -----------------------------------
- * ------------------------------------------------------------ Used by the ruleset (ruleset.c), so
- * that an event is evaluated only against the rules it can match: keys taken from each program
- * (equalities, substrings, prefixes, literals every match of a regexp contains, networks, intel
- * lists, under and/or/expand), looked up per event. */
+ * Used by the ruleset (ruleset.c), so that an event is evaluated only against the rules it can
+ * match: keys taken from each program (equalities, substrings, prefixes, literals every match of a
+ * regexp contains, networks, intel lists, under and/or/expand), looked up per event. */
 
 struct sl_rql_index;
 
