@@ -29,83 +29,89 @@
 #define RATE_MS               1000
 
 static const struct sl_api_route r_ingest = {SL_ROLE_ADMIN | SL_ROLE_AGENT, "send events",
-                                             sl_api_ingest_headers, sl_api_ingest};
+                                             sl_api_ingest_headers, sl_api_ingest, NULL};
 static const struct sl_api_route r_queue_stats = {SL_ROLE_ANY, "read queue stats",
-                                                  sl_api_queue_stats, NULL};
+                                                  sl_api_queue_stats, NULL, NULL};
 static const struct sl_api_route r_task_get = {SL_ROLE_ADMIN | SL_ROLE_ANALYST, "read tasks",
-                                               sl_api_task_get, NULL};
+                                               sl_api_task_get, NULL, NULL};
 static const struct sl_api_route r_event_get = {SL_ROLE_ADMIN | SL_ROLE_ANALYST, "read events",
-                                                sl_api_event_get, NULL};
+                                                sl_api_event_get, NULL, NULL};
 static const struct sl_api_route r_event_list = {SL_ROLE_ADMIN | SL_ROLE_ANALYST, "read events",
-                                                 sl_api_event_list, NULL};
-static const struct sl_api_route r_health = {0, NULL, sl_api_health, NULL};
+                                                 sl_api_event_list, NULL, NULL};
+static const struct sl_api_route r_health = {0, NULL, sl_api_health, NULL, NULL};
 
 /* Metadata: analysts read everything and write rules and lists; statuses, close reasons and
  * data types change the vocabulary of every event, so only admins write them. */
 #define META_READ  (SL_ROLE_ADMIN | SL_ROLE_ANALYST)
 #define META_ADMIN SL_ROLE_ADMIN
 static const struct sl_api_route r_rule_list = {META_READ, "read event rules", sl_api_rule_list,
-                                                NULL};
-static const struct sl_api_route r_rule_get = {META_READ, "read event rules", sl_api_rule_get,
+                                                NULL, NULL};
+static const struct sl_api_route r_rule_get = {META_READ, "read event rules", sl_api_rule_get, NULL,
                                                NULL};
-static const struct sl_api_route r_rule_create = {META_READ, "change event rules",
-                                                  sl_api_meta_expect_body, sl_api_rule_create};
-static const struct sl_api_route r_rule_update = {META_READ, "change event rules",
-                                                  sl_api_meta_expect_body, sl_api_rule_update};
+static const struct sl_api_route r_rule_create = {
+    META_READ, "change event rules", sl_api_meta_expect_body, sl_api_rule_create, NULL};
+static const struct sl_api_route r_rule_update = {
+    META_READ, "change event rules", sl_api_meta_expect_body, sl_api_rule_update, NULL};
 static const struct sl_api_route r_rule_delete = {META_READ, "change event rules",
-                                                  sl_api_rule_delete, NULL};
+                                                  sl_api_rule_delete, NULL, NULL};
 static const struct sl_api_route r_rule_test = {META_READ, "test event rules",
-                                                sl_api_meta_expect_body, sl_api_rule_test};
+                                                sl_api_meta_expect_body, sl_api_rule_test, NULL};
 static const struct sl_api_route r_list_list = {META_READ, "read intel lists", sl_api_list_list,
-                                                NULL};
-static const struct sl_api_route r_list_get = {META_READ, "read intel lists", sl_api_list_get,
+                                                NULL, NULL};
+static const struct sl_api_route r_list_get = {META_READ, "read intel lists", sl_api_list_get, NULL,
                                                NULL};
-static const struct sl_api_route r_list_create = {META_READ, "change intel lists",
-                                                  sl_api_meta_expect_body, sl_api_list_create};
-static const struct sl_api_route r_list_update = {META_READ, "change intel lists",
-                                                  sl_api_meta_expect_body, sl_api_list_update};
+static const struct sl_api_route r_list_create = {
+    META_READ, "change intel lists", sl_api_meta_expect_body, sl_api_list_create, NULL};
+static const struct sl_api_route r_list_update = {
+    META_READ, "change intel lists", sl_api_meta_expect_body, sl_api_list_update, NULL};
 static const struct sl_api_route r_list_delete = {META_READ, "change intel lists",
-                                                  sl_api_list_delete, NULL};
+                                                  sl_api_list_delete, NULL, NULL};
 static const struct sl_api_route r_list_poll = {META_READ, "change intel lists", sl_api_list_poll,
-                                                NULL};
+                                                NULL, NULL};
 static const struct sl_api_route r_values_get = {META_READ, "read intel lists",
-                                                 sl_api_list_values_get, NULL};
-static const struct sl_api_route r_values_add = {META_READ, "change intel lists",
-                                                 sl_api_meta_expect_body, sl_api_list_values_add};
+                                                 sl_api_list_values_get, NULL, NULL};
+static const struct sl_api_route r_values_add = {
+    META_READ, "change intel lists", sl_api_meta_expect_body, sl_api_list_values_add, NULL};
 static const struct sl_api_route r_values_delete = {
-    META_READ, "change intel lists", sl_api_meta_expect_body, sl_api_list_values_delete};
-static const struct sl_api_route r_reason_list = {META_READ, "read close reasons",
-                                                  sl_api_close_reason_list, NULL};
-static const struct sl_api_route r_reason_get = {META_READ, "read close reasons",
-                                                 sl_api_close_reason_get, NULL};
-static const struct sl_api_route r_reason_create = {
-    META_ADMIN, "change close reasons", sl_api_meta_expect_body, sl_api_close_reason_create};
-static const struct sl_api_route r_reason_update = {
-    META_ADMIN, "change close reasons", sl_api_meta_expect_body, sl_api_close_reason_update};
-static const struct sl_api_route r_reason_delete = {META_ADMIN, "change close reasons",
-                                                    sl_api_close_reason_delete, NULL};
+    META_READ, "change intel lists", sl_api_meta_expect_body, sl_api_list_values_delete, NULL};
+static const struct sl_api_route r_reason_list = {
+    META_READ, "read close reasons", sl_api_simple_list, NULL, &sl_api_kind_close_reason};
+static const struct sl_api_route r_reason_get = {META_READ, "read close reasons", sl_api_simple_get,
+                                                 NULL, &sl_api_kind_close_reason};
+static const struct sl_api_route r_reason_create = {META_ADMIN, "change close reasons",
+                                                    sl_api_meta_expect_body, sl_api_simple_create,
+                                                    &sl_api_kind_close_reason};
+static const struct sl_api_route r_reason_update = {META_ADMIN, "change close reasons",
+                                                    sl_api_meta_expect_body, sl_api_simple_update,
+                                                    &sl_api_kind_close_reason};
+static const struct sl_api_route r_reason_delete = {
+    META_ADMIN, "change close reasons", sl_api_simple_delete, NULL, &sl_api_kind_close_reason};
 static const struct sl_api_route r_status_list = {META_READ, "read event statuses",
-                                                  sl_api_status_list, NULL};
+                                                  sl_api_simple_list, NULL, &sl_api_kind_status};
 static const struct sl_api_route r_status_get = {META_READ, "read event statuses",
-                                                 sl_api_status_get, NULL};
+                                                 sl_api_simple_get, NULL, &sl_api_kind_status};
 static const struct sl_api_route r_status_create = {META_ADMIN, "change event statuses",
-                                                    sl_api_meta_expect_body, sl_api_status_create};
+                                                    sl_api_meta_expect_body, sl_api_simple_create,
+                                                    &sl_api_kind_status};
 static const struct sl_api_route r_status_update = {META_ADMIN, "change event statuses",
-                                                    sl_api_meta_expect_body, sl_api_status_update};
-static const struct sl_api_route r_status_delete = {META_ADMIN, "change event statuses",
-                                                    sl_api_status_delete, NULL};
-static const struct sl_api_route r_type_list = {META_READ, "read data types", sl_api_data_type_list,
-                                                NULL};
-static const struct sl_api_route r_type_get = {META_READ, "read data types", sl_api_data_type_get,
-                                               NULL};
+                                                    sl_api_meta_expect_body, sl_api_simple_update,
+                                                    &sl_api_kind_status};
+static const struct sl_api_route r_status_delete = {
+    META_ADMIN, "change event statuses", sl_api_simple_delete, NULL, &sl_api_kind_status};
+static const struct sl_api_route r_type_list = {META_READ, "read data types", sl_api_simple_list,
+                                                NULL, &sl_api_kind_data_type};
+static const struct sl_api_route r_type_get = {META_READ, "read data types", sl_api_simple_get,
+                                               NULL, &sl_api_kind_data_type};
 static const struct sl_api_route r_type_create = {META_ADMIN, "change data types",
-                                                  sl_api_meta_expect_body, sl_api_data_type_create};
+                                                  sl_api_meta_expect_body, sl_api_simple_create,
+                                                  &sl_api_kind_data_type};
 static const struct sl_api_route r_type_update = {META_ADMIN, "change data types",
-                                                  sl_api_meta_expect_body, sl_api_data_type_update};
-static const struct sl_api_route r_type_delete = {META_ADMIN, "change data types",
-                                                  sl_api_data_type_delete, NULL};
+                                                  sl_api_meta_expect_body, sl_api_simple_update,
+                                                  &sl_api_kind_data_type};
+static const struct sl_api_route r_type_delete = {
+    META_ADMIN, "change data types", sl_api_simple_delete, NULL, &sl_api_kind_data_type};
 
-static const struct sl_api_route r_metrics = {0, NULL, sl_api_metrics, NULL};
+static const struct sl_api_route r_metrics = {0, NULL, sl_api_metrics, NULL, NULL};
 
 /* Literal segments beat "*", so _bulk and queue_stats are never taken for an event uuid. */
 static const struct sl_route routes[] = {

@@ -54,6 +54,7 @@ struct sl_api_route {
     const char *action; /* for the 403 message: "send events" */
     enum sl_http_next (*on_headers)(struct sl_api *api, struct sl_http_req *req);
     void (*on_request)(struct sl_api *api, struct sl_http_req *req);
+    const void *data; /* the handler's, for handlers shared by several routes (may be NULL) */
 };
 
 /* The store handle of the calling server thread, opened on first use. Returns NULL (and logs,
@@ -224,20 +225,15 @@ enum sl_http_next sl_api_list_values_get(struct sl_api *api, struct sl_http_req 
 void sl_api_list_values_add(struct sl_api *api, struct sl_http_req *req);
 void sl_api_list_values_delete(struct sl_api *api, struct sl_http_req *req);
 
-enum sl_http_next sl_api_close_reason_list(struct sl_api *api, struct sl_http_req *req);
-enum sl_http_next sl_api_close_reason_get(struct sl_api *api, struct sl_http_req *req);
-void sl_api_close_reason_create(struct sl_api *api, struct sl_http_req *req);
-void sl_api_close_reason_update(struct sl_api *api, struct sl_http_req *req);
-enum sl_http_next sl_api_close_reason_delete(struct sl_api *api, struct sl_http_req *req);
-enum sl_http_next sl_api_status_list(struct sl_api *api, struct sl_http_req *req);
-enum sl_http_next sl_api_status_get(struct sl_api *api, struct sl_http_req *req);
-void sl_api_status_create(struct sl_api *api, struct sl_http_req *req);
-void sl_api_status_update(struct sl_api *api, struct sl_http_req *req);
-enum sl_http_next sl_api_status_delete(struct sl_api *api, struct sl_http_req *req);
-enum sl_http_next sl_api_data_type_list(struct sl_api *api, struct sl_http_req *req);
-enum sl_http_next sl_api_data_type_get(struct sl_api *api, struct sl_http_req *req);
-void sl_api_data_type_create(struct sl_api *api, struct sl_http_req *req);
-void sl_api_data_type_update(struct sl_api *api, struct sl_http_req *req);
-enum sl_http_next sl_api_data_type_delete(struct sl_api *api, struct sl_http_req *req);
+/* Close reasons, event statuses and data types share these handlers; the route's data is the
+ * kind (sl_api_kind_*). */
+struct sl_api_simple_kind;
+extern const struct sl_api_simple_kind sl_api_kind_close_reason, sl_api_kind_status,
+    sl_api_kind_data_type;
+enum sl_http_next sl_api_simple_list(struct sl_api *api, struct sl_http_req *req);
+enum sl_http_next sl_api_simple_get(struct sl_api *api, struct sl_http_req *req);
+void sl_api_simple_create(struct sl_api *api, struct sl_http_req *req);
+void sl_api_simple_update(struct sl_api *api, struct sl_http_req *req);
+enum sl_http_next sl_api_simple_delete(struct sl_api *api, struct sl_http_req *req);
 
 #endif

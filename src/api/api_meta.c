@@ -786,7 +786,7 @@ int sl_api_meta_data_type_exists(struct sl_api_meta_ctx *c, const char *org, con
 /* ---- close reasons, event statuses, data types ---- */
 
 /* One of the three per-organization kinds that are plain documents. */
-struct simple_kind {
+struct sl_api_simple_kind {
     enum sl_meta_kind kind;
     const char *what;       /* "close reason" */
     const char *plural;     /* the list answer's member */
@@ -911,35 +911,36 @@ static int data_type_in_use(struct sl_api_meta_ctx *c, const struct sl_meta *m, 
     return used_by(c, SL_META_LIST, m->org, members, m->name, why, len, "intel list");
 }
 
-static const struct simple_kind k_close_reason = {SL_META_CLOSE_REASON,
-                                                  "close reason",
-                                                  "close_reasons",
-                                                  "title",
-                                                  close_reason_fields,
-                                                  sizeof(close_reason_fields) /
-                                                      sizeof(close_reason_fields[0]),
-                                                  NULL,
-                                                  NULL,
-                                                  close_reason_in_use,
-                                                  0};
-static const struct simple_kind k_status = {SL_META_STATUS,
-                                            "event status",
-                                            "event_statuses",
-                                            "name",
-                                            status_fields,
-                                            sizeof(status_fields) / sizeof(status_fields[0]),
-                                            builtin_statuses,
-                                            NULL,
-                                            NULL,
-                                            1};
-static const struct simple_kind k_data_type = {
+const struct sl_api_simple_kind sl_api_kind_close_reason = {SL_META_CLOSE_REASON,
+                                                            "close reason",
+                                                            "close_reasons",
+                                                            "title",
+                                                            close_reason_fields,
+                                                            sizeof(close_reason_fields) /
+                                                                sizeof(close_reason_fields[0]),
+                                                            NULL,
+                                                            NULL,
+                                                            close_reason_in_use,
+                                                            0};
+const struct sl_api_simple_kind sl_api_kind_status = {SL_META_STATUS,
+                                                      "event status",
+                                                      "event_statuses",
+                                                      "name",
+                                                      status_fields,
+                                                      sizeof(status_fields) /
+                                                          sizeof(status_fields[0]),
+                                                      builtin_statuses,
+                                                      NULL,
+                                                      NULL,
+                                                      1};
+const struct sl_api_simple_kind sl_api_kind_data_type = {
     SL_META_DATA_TYPE,  "data type",
     "data_types",       "name",
     data_type_fields,   sizeof(data_type_fields) / sizeof(data_type_fields[0]),
     builtin_data_types, check_data_type,
     data_type_in_use,   1};
 
-static int builtin(const struct simple_kind *k, const char *name)
+static int builtin(const struct sl_api_simple_kind *k, const char *name)
 {
     for (const char *const *b = k->builtins; b && *b; b++)
         if (strcmp(*b, name) == 0)
@@ -947,7 +948,7 @@ static int builtin(const struct simple_kind *k, const char *name)
     return 0;
 }
 
-static enum sl_http_next simple_list(const struct simple_kind *k, struct sl_api *api,
+static enum sl_http_next simple_list(const struct sl_api_simple_kind *k, struct sl_api *api,
                                      struct sl_http_req *req)
 {
     struct sl_api_meta_ctx c;
@@ -965,7 +966,7 @@ static enum sl_http_next simple_list(const struct simple_kind *k, struct sl_api 
     return SL_HTTP_DONE;
 }
 
-static enum sl_http_next simple_get(const struct simple_kind *k, struct sl_api *api,
+static enum sl_http_next simple_get(const struct sl_api_simple_kind *k, struct sl_api *api,
                                     struct sl_http_req *req)
 {
     struct sl_api_meta_ctx c;
@@ -981,7 +982,8 @@ static enum sl_http_next simple_get(const struct simple_kind *k, struct sl_api *
     return SL_HTTP_DONE;
 }
 
-static void simple_create(const struct simple_kind *k, struct sl_api *api, struct sl_http_req *req)
+static void simple_create(const struct sl_api_simple_kind *k, struct sl_api *api,
+                          struct sl_http_req *req)
 {
     struct sl_api_meta_ctx c;
     struct sl_meta m = {0};
@@ -1012,7 +1014,8 @@ out:
     sl_api_meta_close(&c);
 }
 
-static void simple_update(const struct simple_kind *k, struct sl_api *api, struct sl_http_req *req)
+static void simple_update(const struct sl_api_simple_kind *k, struct sl_api *api,
+                          struct sl_http_req *req)
 {
     struct sl_api_meta_ctx c;
     struct sl_meta m = {0};
@@ -1060,7 +1063,7 @@ out:
     sl_api_meta_close(&c);
 }
 
-static enum sl_http_next simple_delete(const struct simple_kind *k, struct sl_api *api,
+static enum sl_http_next simple_delete(const struct sl_api_simple_kind *k, struct sl_api *api,
                                        struct sl_http_req *req)
 {
     struct sl_api_meta_ctx c;
@@ -1101,65 +1104,33 @@ out:
     return SL_HTTP_DONE;
 }
 
-enum sl_http_next sl_api_close_reason_list(struct sl_api *api, struct sl_http_req *req)
+/* The kind of the route being answered. */
+static const struct sl_api_simple_kind *route_kind(struct sl_http_req *req)
 {
-    return simple_list(&k_close_reason, api, req);
-}
-enum sl_http_next sl_api_close_reason_get(struct sl_api *api, struct sl_http_req *req)
-{
-    return simple_get(&k_close_reason, api, req);
-}
-void sl_api_close_reason_create(struct sl_api *api, struct sl_http_req *req)
-{
-    simple_create(&k_close_reason, api, req);
-}
-void sl_api_close_reason_update(struct sl_api *api, struct sl_http_req *req)
-{
-    simple_update(&k_close_reason, api, req);
-}
-enum sl_http_next sl_api_close_reason_delete(struct sl_api *api, struct sl_http_req *req)
-{
-    return simple_delete(&k_close_reason, api, req);
+    return ((const struct sl_api_req *)req->app)->route->data;
 }
 
-enum sl_http_next sl_api_status_list(struct sl_api *api, struct sl_http_req *req)
+enum sl_http_next sl_api_simple_list(struct sl_api *api, struct sl_http_req *req)
 {
-    return simple_list(&k_status, api, req);
-}
-enum sl_http_next sl_api_status_get(struct sl_api *api, struct sl_http_req *req)
-{
-    return simple_get(&k_status, api, req);
-}
-void sl_api_status_create(struct sl_api *api, struct sl_http_req *req)
-{
-    simple_create(&k_status, api, req);
-}
-void sl_api_status_update(struct sl_api *api, struct sl_http_req *req)
-{
-    simple_update(&k_status, api, req);
-}
-enum sl_http_next sl_api_status_delete(struct sl_api *api, struct sl_http_req *req)
-{
-    return simple_delete(&k_status, api, req);
+    return simple_list(route_kind(req), api, req);
 }
 
-enum sl_http_next sl_api_data_type_list(struct sl_api *api, struct sl_http_req *req)
+enum sl_http_next sl_api_simple_get(struct sl_api *api, struct sl_http_req *req)
 {
-    return simple_list(&k_data_type, api, req);
+    return simple_get(route_kind(req), api, req);
 }
-enum sl_http_next sl_api_data_type_get(struct sl_api *api, struct sl_http_req *req)
+
+void sl_api_simple_create(struct sl_api *api, struct sl_http_req *req)
 {
-    return simple_get(&k_data_type, api, req);
+    simple_create(route_kind(req), api, req);
 }
-void sl_api_data_type_create(struct sl_api *api, struct sl_http_req *req)
+
+void sl_api_simple_update(struct sl_api *api, struct sl_http_req *req)
 {
-    simple_create(&k_data_type, api, req);
+    simple_update(route_kind(req), api, req);
 }
-void sl_api_data_type_update(struct sl_api *api, struct sl_http_req *req)
+
+enum sl_http_next sl_api_simple_delete(struct sl_api *api, struct sl_http_req *req)
 {
-    simple_update(&k_data_type, api, req);
-}
-enum sl_http_next sl_api_data_type_delete(struct sl_api *api, struct sl_http_req *req)
-{
-    return simple_delete(&k_data_type, api, req);
+    return simple_delete(route_kind(req), api, req);
 }
