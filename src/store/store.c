@@ -86,7 +86,7 @@ int sl_store_apikey_lookup(struct sl_store *st, const char *key, struct sl_princ
 int sl_store_put_events(struct sl_store *st, const struct sl_store_event *evs, size_t n,
                         enum sl_put_outcome *out_outcomes)
 {
-    return st->ops->put_events(st, evs, n, out_outcomes);
+    return st->ops->put_events(st, evs, n, NULL, out_outcomes);
 }
 
 int sl_store_event_get(struct sl_store *st, const char *org, const char *uuid, char **out_doc)
@@ -231,4 +231,128 @@ int sl_store_task_list(struct sl_store *st, const char *state, size_t limit, str
                        size_t *out_n)
 {
     return st->ops->task_list(st, state, limit, out, out_n);
+}
+
+int sl_store_put_batch(struct sl_store *st, const struct sl_store_event *evs, size_t n,
+                       const struct sl_store_batch *batch, enum sl_put_outcome *out_outcomes)
+{
+    return st->ops->put_events(st, evs, n, batch, out_outcomes);
+}
+
+int sl_store_case_create(struct sl_store *st, const char *org, const char *uuid,
+                         const struct sl_case_fields *f)
+{
+    return st->ops->case_create(st, org, uuid, f);
+}
+
+int sl_store_case_update(struct sl_store *st, const char *org, const char *uuid,
+                         const struct sl_case_fields *f)
+{
+    return st->ops->case_update(st, org, uuid, f);
+}
+
+int sl_store_case_close(struct sl_store *st, const char *org, const char *uuid,
+                        const char *close_reason, const char *comment, const char *by,
+                        int64_t *out_events)
+{
+    return st->ops->case_close(st, org, uuid, close_reason, comment, by, out_events);
+}
+
+int sl_store_case_reopen(struct sl_store *st, const char *org, const char *uuid, const char *by,
+                         int64_t *out_events)
+{
+    return st->ops->case_reopen(st, org, uuid, by, out_events);
+}
+
+int sl_store_case_delete(struct sl_store *st, const char *org, const char *uuid,
+                         int64_t *out_events)
+{
+    return st->ops->case_delete(st, org, uuid, out_events);
+}
+
+int sl_store_case_list(struct sl_store *st, const struct sl_case_filter *f, char **out_json,
+                       int64_t *out_total)
+{
+    return st->ops->case_list(st, f, out_json, out_total);
+}
+
+int sl_store_case_observables(struct sl_store *st, const char *org, const char *uuid, size_t limit,
+                              char **out_json)
+{
+    return st->ops->case_observables(st, org, uuid, limit, out_json);
+}
+
+int sl_store_case_comment_add(struct sl_store *st, const char *org, const char *case_uuid,
+                              const char *author, const char *text, char **out_doc)
+{
+    return st->ops->case_comment_add(st, org, case_uuid, author, text, out_doc);
+}
+
+int sl_store_case_comment_list(struct sl_store *st, const char *org, const char *case_uuid,
+                               char **out_json)
+{
+    return st->ops->case_comment_list(st, org, case_uuid, out_json);
+}
+
+int sl_store_case_comment_delete(struct sl_store *st, const char *org, const char *case_uuid,
+                                 const char *comment_uuid)
+{
+    return st->ops->case_comment_delete(st, org, case_uuid, comment_uuid);
+}
+
+int sl_store_event_grouped(struct sl_store *st, const struct sl_event_filter *f, char **out_json,
+                           int64_t *out_total)
+{
+    return st->ops->event_grouped(st, f, out_json, out_total);
+}
+
+int sl_store_event_stats(struct sl_store *st, const struct sl_event_filter *f, size_t top,
+                         char **out_json)
+{
+    return st->ops->event_stats(st, f, top, out_json);
+}
+
+int sl_store_event_select_check(struct sl_store *st, const struct sl_event_selection *sel,
+                                char missing[SL_UUID_LEN + 1])
+{
+    return st->ops->event_select_check(st, sel, missing);
+}
+
+int sl_store_event_act(struct sl_store *st, const struct sl_event_selection *sel,
+                       const struct sl_event_action_args *a, int64_t *cursor, size_t limit,
+                       int64_t *out_seen, int64_t *out_changed, int *out_more)
+{
+    return st->ops->event_act(st, sel, a, cursor, limit, out_seen, out_changed, out_more);
+}
+
+int sl_store_event_select_ids(struct sl_store *st, const struct sl_event_selection *sel, size_t max,
+                              char **out_json, int64_t *out_total)
+{
+    return st->ops->event_select_ids(st, sel, max, out_json, out_total);
+}
+
+int sl_store_event_export(struct sl_store *st, const struct sl_event_selection *sel,
+                          int64_t *cursor, size_t limit,
+                          int (*cb)(void *ud, const char *doc, size_t len), void *ud, int *out_more)
+{
+    return st->ops->event_export(st, sel, cursor, limit, cb, ud, out_more);
+}
+
+int sl_store_ingest_task_get(struct sl_store *st, const char *org, const char *task, int *out_done,
+                             int64_t *out_accepted, int64_t *out_rejected, int64_t *out_received_ms,
+                             int64_t *out_done_ms, char out_org[SL_UUID_LEN + 1],
+                             char **out_outcomes)
+{
+    return st->ops->ingest_task_get(st, org, task, out_done, out_accepted, out_rejected,
+                                    out_received_ms, out_done_ms, out_org, out_outcomes);
+}
+
+int sl_store_ingest_task_expire(struct sl_store *st, int64_t before_ms, size_t *out_deleted)
+{
+    return st->ops->ingest_task_expire(st, before_ms, out_deleted);
+}
+
+int sl_store_task_params(struct sl_store *st, const char *id, char **out_json)
+{
+    return st->ops->task_params(st, id, out_json);
 }

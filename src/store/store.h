@@ -13,6 +13,10 @@
 #define SL_APIKEY_MAX   80 /* buffer size for a plaintext key, NUL included */
 
 struct sl_store;
+struct sl_case_fields;
+struct sl_case_filter;
+struct sl_event_selection;
+struct sl_event_action_args;
 
 struct sl_org {
     char uuid[SL_UUID_LEN + 1];
@@ -39,7 +43,8 @@ struct sl_store_case {
     int tlp;
     const char *tags_json;     /* JSON array of strings, or NULL */
     const char *rule_uuid;     /* the rule that created it */
-    const char *template_uuid; /* or NULL */
+    const char *template_uuid; /* or NULL: applied by the store (tags added, tasks, severity and
+                                * tlp taken); a template that no longer exists is skipped */
 };
 
 /* What else changes when an event is stored: applied in the same transaction as the event,
@@ -49,7 +54,7 @@ struct sl_store_effects {
     const char *const *rule_uuids;        /* event rules that hit: each gets hits += 1 and */
     size_t nrules;                        /* last_hit = the event's created_ms */
     const struct sl_store_case *new_case; /* created (if its uuid is new) before the link */
-    const char *case_uuid;                /* the event joins this case (case_events) */
+    const char *case_uuid;                /* the event joins this case (see Cases) */
     int64_t mute_until_ms; /* > 0: further events of (org, signature) are muted until then */
     const char *mute_rule; /* the rule that muted */
     const char *mute_org;  /* the organization the mute is for (NULL: the event's); workers
@@ -73,17 +78,73 @@ struct sl_store_event {
     const char *doc;
     size_t doc_len;
     const struct sl_store_effects *effects; /* or NULL */
+    /* The bulk request the event came in (put_events only; NULL: none) and its position there.
+     * When the event is newly stored and outcome is not SL_OUT_STORED, or when the uuid was
+     * stored already (SL_OUT_DUPLICATE), put_events records that outcome for the request's
+     * ingest task (sl_store_ingest_task_get) in the same transaction. */
+    const char *ingest_task;
+    const char *ingest_org; /* the sender's organization (before a rule moved the event): the
+                             * request's owner, whose keys read its outcomes */
+    int64_t ingest_index;
+    int outcome; /* enum sl_ingest_outcome: SL_OUT_STORED, SL_OUT_DISMISSED or SL_OUT_MERGED */
+    /* event_update only: rewrite the event only if its status is still this one (NULL: any), so
+     * a retro task does not undo what an analyst did between its read and its write. */
+    const char *expect_status;
+};
+
+/* What became of one event of a bulk request. */
+enum sl_ingest_outcome {
+    SL_OUT_STORED = 0,    /* stored (the default: not recorded per event) */
+    SL_OUT_DUPLICATE = 1, /* an event with its reference was stored before */
+    SL_OUT_REJECTED = 2,  /* refused by the api's validation or the worker's */
+    SL_OUT_DISMISSED = 3, /* stored, dismissed by an event rule */
+    SL_OUT_MERGED = 4,    /* stored, merged into a case by an event rule */
+    SL_OUT_MUTED = 5,     /* stored as Dismissed: its signature was muted by an event rule */
+};
+
+/* An outcome to record beside the events passed to put_events: a record the worker rejected,
+ * the api's rejections, or a mute (recorded only when the event it names is newly stored).
+ * Pointers borrowed; NULL strings are omitted. */
+struct sl_store_outcome {
+    const char *task; /* the ingest task */
+    const char *org;  /* the sender's organization (NULL: taken from the batch) */
+    int64_t index;    /* the event's position in the request */
+    int outcome;      /* enum sl_ingest_outcome */
+    const char *reference;
+    const char *event_uuid;
+    const char *case_uuid;
+    const char *detail; /* why (rejected: the error; muted: the rule) */
+};
+
+/* The end of a bulk request's events in the stream: once recorded, every event of the request
+ * has been processed. */
+struct sl_store_ingest_done {
+    const char *task;
+    const char *org;
+    int64_t accepted, rejected; /* as the api answered */
+    int64_t received_ms;
+};
+
+/* What put_events writes besides events, in the same transaction. Recording is idempotent:
+ * an outcome is keyed by (task, index) and a task's end by the task, and the first write wins,
+ * so a redelivered batch records nothing twice. */
+struct sl_store_batch {
+    const struct sl_store_outcome *outcomes;
+    size_t noutcomes;
+    const struct sl_store_ingest_done *done;
+    size_t ndone;
 };
 
 /* Metadata objects, kept as JSON documents the api validates and builds, with a few columns the
  * store indexes. Every write bumps the meta version (sl_store_meta_version), which workers
  * poll to reload their rules and lists. */
 enum sl_meta_kind {
-    SL_META_RULE = 1,     /* event rules */
-    SL_META_LIST,         /* intel lists (their values are kept apart: sl_store_list_values_*) */
-    SL_META_CLOSE_REASON, /* per organization */
-    SL_META_STATUS,       /* event statuses, per organization */
-    SL_META_DATA_TYPE,    /* per organization */
+    SL_META_RULE = 1,      /* event rules */
+    SL_META_LIST,          /* intel lists (their values are kept apart: sl_store_list_values_*) */
+    SL_META_CLOSE_REASON,  /* per organization */
+    SL_META_STATUS,        /* event statuses, per organization */
+    SL_META_DATA_TYPE,     /* per organization */
+    SL_META_CASE_TEMPLATE, /* per organization: tags, tasks, severity, tlp a new case takes */
     SL_META__N
 };
 
@@ -143,6 +204,9 @@ struct sl_task {
     int64_t total, done, matched; /* progress: items to look at, looked at, changed */
     int64_t created_ms, started_ms, finished_ms, updated_ms; /* 0: not yet */
     char error[256];
+    int64_t cursor;     /* where a resumable task got to (its own meaning; 0: the start) */
+    const char *params; /* task_put: JSON written with the task (NULL keeps the stored ones);
+                         * task_get/task_list leave it NULL: see sl_store_task_params */
 };
 
 struct sl_store_ops {
@@ -155,7 +219,7 @@ struct sl_store_ops {
                          char out_key[SL_APIKEY_MAX]);
     int (*apikey_lookup)(struct sl_store *st, const char *key, struct sl_principal *out);
     int (*put_events)(struct sl_store *st, const struct sl_store_event *evs, size_t n,
-                      enum sl_put_outcome *out_outcomes);
+                      const struct sl_store_batch *batch, enum sl_put_outcome *out_outcomes);
     int (*event_get)(struct sl_store *st, const char *org, const char *uuid, char **out_doc);
     int (*event_list)(struct sl_store *st, const struct sl_event_filter *f, char **out_json,
                       int64_t *out_total);
@@ -195,6 +259,46 @@ struct sl_store_ops {
                       void *ud, int64_t *out_last);
     int (*event_update)(struct sl_store *st, const struct sl_store_event *evs, size_t n,
                         size_t *out_updated);
+    int (*case_create)(struct sl_store *st, const char *org, const char *uuid,
+                       const struct sl_case_fields *f);
+    int (*case_update)(struct sl_store *st, const char *org, const char *uuid,
+                       const struct sl_case_fields *f);
+    int (*case_close)(struct sl_store *st, const char *org, const char *uuid,
+                      const char *close_reason, const char *comment, const char *by,
+                      int64_t *out_events);
+    int (*case_reopen)(struct sl_store *st, const char *org, const char *uuid, const char *by,
+                       int64_t *out_events);
+    int (*case_delete)(struct sl_store *st, const char *org, const char *uuid, int64_t *out_events);
+    int (*case_list)(struct sl_store *st, const struct sl_case_filter *f, char **out_json,
+                     int64_t *out_total);
+    int (*case_observables)(struct sl_store *st, const char *org, const char *uuid, size_t limit,
+                            char **out_json);
+    int (*case_comment_add)(struct sl_store *st, const char *org, const char *case_uuid,
+                            const char *author, const char *text, char **out_doc);
+    int (*case_comment_list)(struct sl_store *st, const char *org, const char *case_uuid,
+                             char **out_json);
+    int (*case_comment_delete)(struct sl_store *st, const char *org, const char *case_uuid,
+                               const char *comment_uuid);
+    int (*event_grouped)(struct sl_store *st, const struct sl_event_filter *f, char **out_json,
+                         int64_t *out_total);
+    int (*event_stats)(struct sl_store *st, const struct sl_event_filter *f, size_t top,
+                       char **out_json);
+    int (*event_select_check)(struct sl_store *st, const struct sl_event_selection *sel,
+                              char missing[SL_UUID_LEN + 1]);
+    int (*event_act)(struct sl_store *st, const struct sl_event_selection *sel,
+                     const struct sl_event_action_args *a, int64_t *cursor, size_t limit,
+                     int64_t *out_seen, int64_t *out_changed, int *out_more);
+    int (*event_select_ids)(struct sl_store *st, const struct sl_event_selection *sel, size_t max,
+                            char **out_json, int64_t *out_total);
+    int (*event_export)(struct sl_store *st, const struct sl_event_selection *sel, int64_t *cursor,
+                        size_t limit, int (*cb)(void *ud, const char *doc, size_t len), void *ud,
+                        int *out_more);
+    int (*ingest_task_get)(struct sl_store *st, const char *org, const char *task, int *out_done,
+                           int64_t *out_accepted, int64_t *out_rejected, int64_t *out_received_ms,
+                           int64_t *out_done_ms, char out_org[SL_UUID_LEN + 1],
+                           char **out_outcomes);
+    int (*ingest_task_expire)(struct sl_store *st, int64_t before_ms, size_t *out_deleted);
+    int (*task_params)(struct sl_store *st, const char *id, char **out_json);
 };
 
 /* Every backend's store object starts with this. */
@@ -257,7 +361,8 @@ int sl_store_event_scan(struct sl_store *st, const char *org, const char *status
  * evs[i].effects (when non-NULL) are applied exactly as put_events applies them for a newly
  * stored event (hits with last_hit = evs[i].created_ms, new case, case link, a mute of
  * evs[i].signature); reference, title, signature, dates and origin are not written. An event
- * that is no longer stored is skipped (out_updated counts the rest). The per-organization event
+ * that is no longer stored, or whose status is no longer evs[i].expect_status (when set), is
+ * skipped (out_updated counts the rest). The per-organization event
  * counts follow a change of organization. All or nothing on error: SL_EINVAL (a malformed
  * event), SL_ENOTFOUND (an organization that does not exist), SL_EBUSY, SL_EIO. */
 int sl_store_event_update(struct sl_store *st, const struct sl_store_event *evs, size_t n,
@@ -332,11 +437,191 @@ int sl_store_mute_get(struct sl_store *st, const char *org, const char *signatur
                       int64_t *out_until_ms, char out_rule[SL_UUID_LEN + 1]);
 
 /* A case as JSON ({"uuid","organization","title","description","severity","tlp","status",
- * "tags","event_count","created_at","updated_at","event_rule","case_template"}), malloc'd.
+ * "closed","owner","tags","tasks","event_count","observable_count","created_at","updated_at",
+ * "closed_at","close_reason","closure_comment","event_rule","case_template"}), malloc'd.
  * SL_ENOTFOUND if absent or in another organization (org NULL: any). */
 int sl_store_case_get(struct sl_store *st, const char *org, const char *uuid, char **out_doc);
-/* The uuids of a case's events, as a malloc'd JSON array. */
+/* The uuids of a case's events, as a malloc'd JSON array (storage order). */
 int sl_store_case_events(struct sl_store *st, const char *case_uuid, char **out_json);
+
+/* ---- Cases (issue 4) ----
+ *
+ * A case belongs to one organization. An event is in at most one case: the link is kept on the
+ * event (its "case" member and the store's own column), so a case's events, its event_count
+ * and its observables (the distinct (value, data_type) pairs of its events' observables) are
+ * always read from the events themselves and cannot drift from them, whichever way events
+ * arrive (sl_store_event_act with SL_ACT_ADD_TO_CASE, a rule's effects, a retro task). A link whose
+ * case does not exist (deleted) or is in another organization is not made: the event is stored
+ * without "case", and a status of Open goes back to New. */
+
+#define SL_CASE_TITLE_MAX 1024
+#define SL_CASE_TEXT_MAX  (64 * 1024)
+
+/* Case statuses: "New", "In Progress", "Hold", "Closed" (only Closed is closed). */
+
+/* The fields of a case a create or an update writes. NULL pointers (and negative numbers)
+ * leave the field as it is on update and take the default on create. Borrowed. */
+struct sl_case_fields {
+    const char *title;       /* 1..1024 bytes; required on create */
+    const char *description; /* [""] */
+    int severity;            /* 0..4 [1]; -1: unchanged */
+    int tlp;                 /* 0..4 [2]; -1: unchanged */
+    const char *status;      /* one of the statuses above [New]; update only through close/reopen */
+    const char *owner;       /* 0..255 bytes [""] */
+    const char *tags_json;   /* JSON array of strings [[]] */
+    const char *tasks_json;  /* JSON array of {"title","description","status"} [[]] (templates) */
+    const char *template_uuid; /* create: a case template of the organization (or of the default
+                                * one) applied by the store: its tags are added and its tasks
+                                * taken; its severity and tlp apply unless the caller gave them
+                                * (>= 0). SL_ENOTFOUND when there is none. */
+    const char *rule_uuid;     /* the event rule that made it, or NULL */
+};
+
+/* Filter and page of case lists (NULL strings and severity -1: no filter). */
+struct sl_case_filter {
+    const char *org;         /* NULL: every organization (keys of the default organization) */
+    const char *status;      /* exact */
+    const char *title;       /* case-insensitive substring */
+    const char *tag;         /* exact */
+    const char *owner;       /* exact */
+    int severity;            /* -1: any */
+    int64_t page, page_size; /* 1-based; 1..1000 */
+};
+
+/* Creates a case with uuid in org. SL_EINVAL (a field out of range), SL_ENOTFOUND (org),
+ * SL_EEXIST (uuid taken). */
+int sl_store_case_create(struct sl_store *st, const char *org, const char *uuid,
+                         const struct sl_case_fields *f);
+/* Changes the given fields of a case; status only to New, In Progress or Hold, and not while
+ * the case is Closed (SL_EINVAL: closing is sl_store_case_close). SL_ENOTFOUND if absent or in
+ * another organization (org NULL: any). */
+int sl_store_case_update(struct sl_store *st, const char *org, const char *uuid,
+                         const struct sl_case_fields *f);
+/* Closes a case (status Closed, closed_at, close_reason uuid or NULL, comment or NULL) and sets
+ * its events that are Open (or New, Acknowledged) to Closed, a dismissed one stays dismissed;
+ * reopens (status In Progress, events Closed -> Open). One
+ * transaction each; *out_events (may be NULL) is how many events changed. SL_ENOTFOUND;
+ * SL_EEXIST when already in that state. */
+int sl_store_case_close(struct sl_store *st, const char *org, const char *uuid,
+                        const char *close_reason, const char *comment, const char *by,
+                        int64_t *out_events);
+int sl_store_case_reopen(struct sl_store *st, const char *org, const char *uuid, const char *by,
+                         int64_t *out_events);
+/* Deletes a case, its comments and its links: its events leave it (without "case"), the Open
+ * and Closed ones back to New, dismissed ones staying dismissed.
+ * Events are released in transactions of at most 5000, so a large case does not hold the
+ * write lock long; the case disappears from reads at once. SL_ENOTFOUND. */
+int sl_store_case_delete(struct sl_store *st, const char *org, const char *uuid,
+                         int64_t *out_events);
+/* One page of cases as a malloc'd JSON array of case documents (as sl_store_case_get, without
+ * observables), and the total. SL_EINVAL for a bad page. */
+int sl_store_case_list(struct sl_store *st, const struct sl_case_filter *f, char **out_json,
+                       int64_t *out_total);
+/* The case's observables: a malloc'd JSON array of {"value","data_type","events": n}, most
+ * frequent first, at most limit (1..10000). SL_ENOTFOUND. */
+int sl_store_case_observables(struct sl_store *st, const char *org, const char *uuid, size_t limit,
+                              char **out_json);
+/* Comments: add (text 1..65536 bytes, author a key id; *out_doc the new comment), list (JSON
+ * array, oldest first), delete. SL_ENOTFOUND for an unknown case or comment. */
+int sl_store_case_comment_add(struct sl_store *st, const char *org, const char *case_uuid,
+                              const char *author, const char *text, char **out_doc);
+int sl_store_case_comment_list(struct sl_store *st, const char *org, const char *case_uuid,
+                               char **out_json);
+int sl_store_case_comment_delete(struct sl_store *st, const char *org, const char *case_uuid,
+                                 const char *comment_uuid);
+
+/* ---- Selecting stored events and acting on them (issue 4) ---- */
+
+/* Cards of GET /event?grouped=true: one per signature of the events matching f (f->page and
+ * f->page_size page the signatures, newest signature first by its newest original_date, or
+ * oldest first with sort_asc): a malloc'd JSON array of {"signature", "occurrences": n,
+ * "event": <the newest matching event's document>}, and the number of signatures. Same errors
+ * and limits as event_list. */
+int sl_store_event_grouped(struct sl_store *st, const struct sl_event_filter *f, char **out_json,
+                           int64_t *out_total);
+/* Buckets of the events matching f (page ignored): a malloc'd JSON object with one member per
+ * metric ("title", "observable", "source", "tag", "status", "severity", "data_type",
+ * "event_rule", "signature"), each an object {value: count} of its top `top` (1..1000) values,
+ * most frequent first. Same deadline as event_list (SL_ETIMEDOUT). */
+int sl_store_event_stats(struct sl_store *st, const struct sl_event_filter *f, size_t top,
+                         char **out_json);
+
+/* Which events an action takes. */
+struct sl_event_selection {
+    const char *org;          /* the organization acted on (required) */
+    const char *const *uuids; /* explicit events (any case), or NULL */
+    size_t nuuids;
+    const struct sl_event_filter *filter; /* or every event matching this (f->org == org) */
+    int include_related; /* also the New and Acknowledged events sharing a signature
+                          * with a selected event */
+};
+
+enum sl_event_action {
+    SL_ACT_DISMISS = 1, /* not in a case, not closed -> Dismissed (+ reason, comment) */
+    SL_ACT_ACK,         /* New -> Acknowledged */
+    SL_ACT_UNACK,       /* Acknowledged -> New */
+    SL_ACT_REOPEN,      /* Dismissed -> New (dismiss fields removed) */
+    SL_ACT_ADD_TO_CASE, /* -> in case (status Open; Closed when the case is) */
+    SL_ACT_DELETE,      /* removed (its reference stays known: a resend is a duplicate) */
+};
+
+struct sl_event_action_args {
+    enum sl_event_action action;
+    const char *by;          /* who: a key id (recorded in the document) */
+    const char *reason;      /* dismiss: the close reason's title */
+    const char *reason_uuid; /* dismiss: its uuid */
+    const char *comment;     /* dismiss: or NULL */
+    const char *case_uuid;   /* add_to_case: the case (of sel->org) */
+    int64_t now_ms;
+};
+
+/* Resolves the explicit uuids of sel: each must be an event of sel->org. Returns 0, or
+ * SL_ENOTFOUND with the first missing one copied to missing (so another organization's event
+ * is indistinguishable from none). */
+int sl_store_event_select_check(struct sl_store *st, const struct sl_event_selection *sel,
+                                char missing[SL_UUID_LEN + 1]);
+/* Applies an action to the next part of a selection: events after *cursor (0: the start) in
+ * storage order, at most limit (1..5000) of them looked at, in one write transaction. Up to
+ * limit explicit uuids are done in the first call (last, for delete with related events);
+ * related events and filter matches are paged.
+ * *cursor advances (0 with *out_more = 0 when the selection is exhausted); *out_seen counts
+ * events looked at, *out_changed those the action changed. An event the action does not apply
+ * to (dismissing one in a case, say) is left as it is. SL_ENOTFOUND: the case of add_to_case
+ * (or sel->org) does not exist. */
+int sl_store_event_act(struct sl_store *st, const struct sl_event_selection *sel,
+                       const struct sl_event_action_args *a, int64_t *cursor, size_t limit,
+                       int64_t *out_seen, int64_t *out_changed, int *out_more);
+/* The uuids of the events a selection takes (related ones included), at most max (1..100000):
+ * a malloc'd JSON array, and the total (which may exceed max). */
+int sl_store_event_select_ids(struct sl_store *st, const struct sl_event_selection *sel, size_t max,
+                              char **out_json, int64_t *out_total);
+/* Export: calls cb with the documents of the events of sel after *cursor in storage order, at
+ * most limit (1..5000) per call; *cursor advances, *out_more says whether more remain. Each
+ * call is one read snapshot. */
+int sl_store_event_export(struct sl_store *st, const struct sl_event_selection *sel,
+                          int64_t *cursor, size_t limit,
+                          int (*cb)(void *ud, const char *doc, size_t len), void *ud,
+                          int *out_more);
+
+/* ---- Ingest tasks ---- */
+
+/* A bulk request's task: whether its end was recorded (*out_done, with the figures in *out, its
+ * strings pointing into out_org/...), and the recorded outcomes (a malloc'd JSON array of
+ * {"index","outcome":"duplicate"|...,"reference","uuid","case","detail"} by index).
+ * SL_ENOTFOUND when neither its end nor any outcome is recorded (or it is another
+ * organization's; org NULL: any). */
+int sl_store_ingest_task_get(struct sl_store *st, const char *org, const char *task, int *out_done,
+                             int64_t *out_accepted, int64_t *out_rejected, int64_t *out_received_ms,
+                             int64_t *out_done_ms, char out_org[SL_UUID_LEN + 1],
+                             char **out_outcomes);
+/* Deletes ingest tasks (and their outcomes) recorded before before_ms; *out_deleted tasks. */
+int sl_store_ingest_task_expire(struct sl_store *st, int64_t before_ms, size_t *out_deleted);
+/* put_events with what else the batch records (batch may be NULL). */
+int sl_store_put_batch(struct sl_store *st, const struct sl_store_event *evs, size_t n,
+                       const struct sl_store_batch *batch, enum sl_put_outcome *out_outcomes);
+
+/* A task's params (malloc'd JSON, "{}" when none were written). SL_ENOTFOUND. */
+int sl_store_task_params(struct sl_store *st, const char *id, char **out_json);
 
 /* The SQLite backend's constructor (used by sl_store_open). */
 struct sl_store *sl_store_sqlite_open(const char *path, char *err, size_t errlen);

@@ -2,13 +2,16 @@
  * events (written idempotently through a narrow hash-keyed dedup table), and the metadata the
  * event rules need. This file has the handle, organizations, keys and events;
  * store_sqlite_schema.c the schema and its migrations; store_sqlite_meta.c the metadata, intel
- * list values, mutes, cases and the side effects of storing an event; store_sqlite_tasks.c tasks
+ * list values, mutes and the side effects of storing an event; store_sqlite_cases.c cases, their
+ * comments and the link of events to them; store_sqlite_events.c grouping, stats and actions on
+ * stored events; store_sqlite_ingest.c the outcomes of bulk requests; store_sqlite_tasks.c tasks
  * and the ordered scan of stored events.
  *
- * Schema version 2 (the SQL and a note on each table are in store_sqlite_schema.c): orgs,
- * api_keys, events, event_keys, event_keys_recent, store_state, event_counts (version 1), and
- * meta, list_values, mutes, cases, case_events, tasks (version 2). A version 1 file is migrated in
- * one transaction when it is opened; a file newer than this binary is refused.
+ * Schema version 3 (the SQL and a note on each table are in store_sqlite_schema.c): orgs,
+ * api_keys, events, event_keys, event_keys_recent, store_state, event_counts (version 1); meta,
+ * list_values, mutes, cases, tasks (version 2); events.case_id, case_comments, case_releases,
+ * ingest_tasks, ingest_outcomes (version 3, which drops version 2's case_events). An older file
+ * is migrated in one transaction when it is opened; a file newer than this binary is refused.
  *
  * Events are appended in seq order and carry one cheap index for listing. The dedup set maps
  * the first 64 bits of the event uuid to the row, with open addressing on collision; a slot is
@@ -24,8 +27,9 @@
  * What a rule does besides editing the event (hits, a new case, a case link, a mute) is written
  * in the event's transaction and only when the event is newly stored; hits are summed per rule
  * over the call and written as one UPDATE per rule, so a rule that hits every event costs one
- * statement per batch, not one per event. event_update rewrites stored events found through the
- * same dedup keys and applies effects the same way. */
+ * statement per batch, not one per event. A case link is events.case_id, set on the new row by
+ * its effects (an event in no case costs nothing more). event_update rewrites stored events
+ * found through the same dedup keys and applies effects the same way. */
 #include "store/store_sqlite_int.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -60,21 +64,6 @@
 #define KEY_ID_BYTES     8  /* 16 hex characters */
 #define SECRET_BYTES     32 /* 43 base64url characters */
 
-/* The filter shared by the list and count statements. Every optional filter is written as
- * "(param IS NULL OR ...)" so one prepared statement serves every combination; the range on
- * original_date_ms is always bound (open ends become INT64_MIN/MAX) so the index applies. */
-#define LIST_WHERE                                                                                 \
-    " WHERE org_id = (SELECT id FROM orgs WHERE uuid = ?1)"                                        \
-    " AND original_date_ms BETWEEN ?2 AND ?3"                                                      \
-    " AND (?4 IS NULL OR status = ?4 COLLATE NOCASE)"                                              \
-    " AND (?5 = 0 OR severity IN (?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13))"                            \
-    " AND (?14 IS NULL OR instr(lower(title), lower(?14)) > 0)"                                    \
-    " AND (?15 IS NULL OR signature = ?15)"                                                        \
-    " AND (?16 IS NULL OR EXISTS (SELECT 1 FROM json_each(events.doc, '$.tags') t"                 \
-    "      WHERE t.value = ?16))"                                                                  \
-    " AND (?17 IS NULL OR EXISTS (SELECT 1 FROM json_each(events.doc, '$.observables') o"          \
-    "      WHERE json_extract(o.value, '$.value') = ?17))"
-
 /* The events row of dedup slot ?1, whichever of the two key tables holds it. */
 #define SLOT_SEQ                                                                                   \
     " coalesce((SELECT seq FROM event_keys_recent WHERE k = ?1),"                                  \
@@ -104,7 +93,7 @@ const char *const sl_sqlite_stmt_sql[ST__N] = {
                         " severity, original_date_ms, created_ms, origin, doc)"
                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     [ST_EVENT_UPDATE] = "UPDATE events SET org_id = ?2, status = ?3, severity = ?4, doc = ?5"
-                        " WHERE seq = ?1",
+                        " WHERE seq = ?1 AND (?6 IS NULL OR status = ?6 COLLATE NOCASE)",
     [ST_SLOT_PUT] = "INSERT INTO event_keys_recent (k, seq) VALUES (?1, ?2)",
     [ST_RECENT_ADD] = "UPDATE store_state SET recent_keys = recent_keys + ?1 WHERE id = 1"
                       " RETURNING recent_keys",
@@ -117,11 +106,11 @@ const char *const sl_sqlite_stmt_sql[ST__N] = {
     [ST_COUNT_ORG] = "SELECT coalesce(c.n, 0) FROM orgs o"
                      " LEFT JOIN event_counts c ON c.org_id = o.id WHERE o.uuid = ?1",
     [ST_COUNT_ALL] = "SELECT coalesce(sum(n), 0) FROM event_counts",
-    [ST_LIST_DESC] = "SELECT doc FROM events" LIST_WHERE
+    [ST_LIST_DESC] = "SELECT doc FROM events" SL_SQLITE_LIST_WHERE
                      " ORDER BY original_date_ms DESC, seq DESC LIMIT ?18 OFFSET ?19",
-    [ST_LIST_ASC] = "SELECT doc FROM events" LIST_WHERE
+    [ST_LIST_ASC] = "SELECT doc FROM events" SL_SQLITE_LIST_WHERE
                     " ORDER BY original_date_ms ASC, seq ASC LIMIT ?18 OFFSET ?19",
-    [ST_LIST_COUNT] = "SELECT count(*) FROM events" LIST_WHERE,
+    [ST_LIST_COUNT] = "SELECT count(*) FROM events" SL_SQLITE_LIST_WHERE,
     [ST_META_DEFAULT] = "INSERT INTO meta (kind, uuid, org_id, name, global, doc, created_ms,"
                         " updated_ms) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?6)"
                         " ON CONFLICT (kind, org_id, name) DO NOTHING",
@@ -348,6 +337,9 @@ struct sl_store *sl_store_sqlite_open(const char *path, char *err, size_t errlen
     if (apply_pragmas(s->db, path, err, errlen) ||
         sl_sqlite_schema_ensure(s->db, path, err, errlen) || prepare_all(s, err, errlen))
         goto fail;
+    /* A case deletion a crash interrupted is finished now; its events already count as in no
+     * case, so a failure here (logged) is no reason to refuse the store. */
+    sl_sqlite_case_release_pending(s);
     return &s->base;
 fail:
     sqlite_close(&s->base);
@@ -769,9 +761,9 @@ out:
     return rc;
 }
 
-/* Appends the event row and claims dedup slot k for it. */
+/* Appends the event row (*out_seq) and claims dedup slot k for it. */
 static int insert_event(struct sqlite_store *s, const struct sl_store_event *ev, const char *uuid,
-                        int64_t org_id, uint64_t k)
+                        int64_t org_id, uint64_t k, int64_t *out_seq)
 {
     sqlite3_stmt *q = s->st[ST_EVENT_INSERT];
     sqlite3_bind_int64(q, 1, org_id);
@@ -789,9 +781,10 @@ static int insert_event(struct sqlite_store *s, const struct sl_store_event *ev,
     sl_sqlite_done(q);
     if (rc != SQLITE_DONE)
         return sl_sqlite_fail(s, rc, "inserting an event");
+    *out_seq = sqlite3_last_insert_rowid(s->db);
     q = s->st[ST_SLOT_PUT];
     sqlite3_bind_int64(q, 1, key_signed(k));
-    sqlite3_bind_int64(q, 2, sqlite3_last_insert_rowid(s->db));
+    sqlite3_bind_int64(q, 2, *out_seq);
     rc = sqlite3_step(q);
     sl_sqlite_done(q);
     if (rc != SQLITE_DONE)
@@ -800,11 +793,11 @@ static int insert_event(struct sqlite_store *s, const struct sl_store_event *ev,
 }
 
 /* Stores one event unless its uuid is already stored (in whichever organization: a rule may have
- * moved it). Collisions of the 64-bit key between different events are resolved by linear
- * probing, k+1, k+2, ... (mod 2^64); events are never deleted, so a probe chain never has
- * holes. */
+ * moved it); *out_seq is the new row's. Collisions of the 64-bit key between different events are
+ * resolved by linear probing, k+1, k+2, ... (mod 2^64); a deleted event leaves its row behind as a
+ * tombstone (organization 0, see store_sqlite_events.c), so a probe chain never has holes. */
 static int put_one(struct sqlite_store *s, const struct sl_store_event *ev, int64_t org_id,
-                   enum sl_put_outcome *out)
+                   enum sl_put_outcome *out, int64_t *out_seq)
 {
     char uuid[SL_UUID_LEN + 1];
     sl_sqlite_uuid_lower(ev->uuid, uuid);
@@ -824,7 +817,7 @@ static int put_one(struct sqlite_store *s, const struct sl_store_event *ev, int6
         if (probe > 0)
             SL_INFO("store: event %s: 64-bit key collision, stored at probe %d", uuid, probe);
         *out = SL_PUT_STORED;
-        return insert_event(s, ev, uuid, org_id, k);
+        return insert_event(s, ev, uuid, org_id, k, out_seq);
     }
     SL_ERROR("store: event %s: no free key slot within %d probes", uuid, PROBE_MAX);
     return SL_EIO;
@@ -950,39 +943,42 @@ static int events_valid(const struct sl_store_event *evs, size_t n)
     for (size_t i = 0; i < n; i++) {
         const struct sl_store_event *ev = &evs[i];
         if (!ev->reference || !ev->doc || !sl_uuid_valid(ev->uuid) || !sl_uuid_valid(ev->org) ||
-            ev->doc_len > INT32_MAX || (ev->effects && !sl_sqlite_effects_valid(ev->effects)))
+            ev->doc_len > INT32_MAX || (ev->ingest_org && !sl_uuid_valid(ev->ingest_org)) ||
+            (ev->effects && !sl_sqlite_effects_valid(ev->effects)))
             return 0;
     }
     return 1;
 }
 
 static int sqlite_put_events(struct sl_store *st, const struct sl_store_event *evs, size_t n,
-                             enum sl_put_outcome *out_outcomes)
+                             const struct sl_store_batch *batch, enum sl_put_outcome *out_outcomes)
 {
     struct sqlite_store *s = from_base(st);
     struct count_acc acc = {.len = 0};
     struct sl_sqlite_hits hits = {.len = 0};
     int64_t added = 0;
     int rc;
-    if (n == 0)
+    int has_batch = batch && (batch->noutcomes || batch->ndone);
+    if (n == 0 && !has_batch)
         return 0;
-    if (!evs || !out_outcomes || !events_valid(evs, n))
+    if ((n && (!evs || !out_outcomes || !events_valid(evs, n))) ||
+        (batch && !sl_sqlite_batch_valid(batch)))
         return SL_EINVAL;
     rc = sl_sqlite_begin(s, 1);
     if (rc)
         return rc;
     for (size_t i = 0; i < n; i++) {
-        int64_t org_id = 0;
+        int64_t org_id = 0, seq = 0;
         rc = sl_sqlite_org_resolve(s, evs[i].org, &org_id);
         if (rc == 0)
-            rc = put_one(s, &evs[i], org_id, &out_outcomes[i]);
+            rc = put_one(s, &evs[i], org_id, &out_outcomes[i], &seq);
         if (rc == 0 && out_outcomes[i] == SL_PUT_STORED) {
             added++;
             rc = counts_add(s, &acc, org_id, 1);
             /* Only a newly stored event has effects: a redelivery or a duplicate had them
              * applied when it was stored. */
             if (rc == 0 && evs[i].effects)
-                rc = sl_sqlite_effects_apply(s, &evs[i], org_id, &hits);
+                rc = sl_sqlite_effects_apply(s, &evs[i], seq, org_id, &hits);
         }
         if (rc)
             goto out;
@@ -990,6 +986,8 @@ static int sqlite_put_events(struct sl_store *st, const struct sl_store_event *e
     rc = counts_flush(s, &acc);
     if (rc == 0)
         rc = sl_sqlite_hits_flush(s, &hits);
+    if (rc == 0)
+        rc = sl_sqlite_batch_record(s, evs, n, out_outcomes, batch);
     if (rc == 0)
         rc = keys_settle(s, added);
     if (rc == 0)
@@ -1018,20 +1016,48 @@ static int event_find(struct sqlite_store *s, const char *uuid, struct slot_row 
     return SL_ENOTFOUND;
 }
 
+int sl_sqlite_event_find(struct sqlite_store *s, const char *uuid, int64_t org_id, int64_t *out_seq)
+{
+    char want[SL_UUID_LEN + 1];
+    struct slot_row row;
+    if (!uuid || !sl_uuid_valid(uuid))
+        return SL_ENOTFOUND;
+    sl_sqlite_uuid_lower(uuid, want);
+    /* The chain event_get follows: a slot holding the uuid in another organization (or a
+     * tombstone, organization 0) is passed over like any other collision. */
+    uint64_t k = uuid_key(want);
+    for (int probe = 0; probe < PROBE_MAX; probe++, k++) {
+        enum slot slot;
+        int rc = slot_read(s, k, want, org_id, &slot, &row, NULL);
+        if (rc)
+            return rc;
+        if (slot == SLOT_EMPTY)
+            return SL_ENOTFOUND;
+        if (slot == SLOT_MINE) {
+            *out_seq = row.seq;
+            return 0;
+        }
+    }
+    return SL_ENOTFOUND;
+}
+
 static int update_valid(const struct sl_store_event *evs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         const struct sl_store_event *ev = &evs[i];
         if (!ev->doc || !sl_uuid_valid(ev->uuid) || !sl_uuid_valid(ev->org) ||
-            ev->doc_len > INT32_MAX || (ev->effects && !sl_sqlite_effects_valid(ev->effects)))
+            ev->doc_len > INT32_MAX || (ev->ingest_org && !sl_uuid_valid(ev->ingest_org)) ||
+            (ev->effects && !sl_sqlite_effects_valid(ev->effects)))
             return 0;
     }
     return 1;
 }
 
 /* Rewrites one stored event (its row is found) and moves its count to its new organization. */
+/* Rewrites one event; *out_changed is 0 when it no longer has ev->expect_status. */
 static int update_one(struct sqlite_store *s, const struct sl_store_event *ev,
-                      const struct slot_row *row, int64_t org_id, struct count_acc *acc)
+                      const struct slot_row *row, int64_t org_id, struct count_acc *acc,
+                      int *out_changed)
 {
     sqlite3_stmt *q = s->st[ST_EVENT_UPDATE];
     sqlite3_bind_int64(q, 1, row->seq);
@@ -1039,8 +1065,10 @@ static int update_one(struct sqlite_store *s, const struct sl_store_event *ev,
     sl_sqlite_bind_opt_text(q, 3, ev->status);
     sqlite3_bind_int(q, 4, ev->severity);
     sqlite3_bind_text(q, 5, ev->doc, (int)ev->doc_len, SQLITE_STATIC);
+    sl_sqlite_bind_opt_text(q, 6, ev->expect_status);
     int rc = sl_sqlite_step_done(s, q, "updating an event");
-    if (rc == 0 && org_id != row->org_id) {
+    *out_changed = rc == 0 && sqlite3_changes(s->db) > 0;
+    if (rc == 0 && *out_changed && org_id != row->org_id) {
         rc = counts_add(s, acc, row->org_id, -1);
         if (rc == 0)
             rc = counts_add(s, acc, org_id, 1);
@@ -1070,16 +1098,23 @@ static int sqlite_event_update(struct sl_store *st, const struct sl_store_event 
         int64_t org_id = 0;
         sl_sqlite_uuid_lower(evs[i].uuid, uuid);
         rc = event_find(s, uuid, &row);
-        if (rc == SL_ENOTFOUND) {
-            rc = 0;
+        if (rc == SL_ENOTFOUND || (rc == 0 && row.org_id == 0)) {
+            rc = 0; /* not stored, or deleted (a tombstone: organization 0) */
             continue;
         }
         if (rc == 0)
             rc = sl_sqlite_org_resolve(s, evs[i].org, &org_id);
+        int changed = 0;
         if (rc == 0)
-            rc = update_one(s, &evs[i], &row, org_id, &acc);
+            rc = update_one(s, &evs[i], &row, org_id, &acc, &changed);
+        if (rc == 0 && !changed)
+            continue; /* changed meanwhile (an analyst acted on it): left as it now is */
         if (rc == 0 && evs[i].effects)
-            rc = sl_sqlite_effects_apply(s, &evs[i], org_id, &hits);
+            rc = sl_sqlite_effects_apply(s, &evs[i], row.seq, org_id, &hits);
+        /* Without a case effect the event keeps its link, unless the case no longer holds it
+         * (the event moved to another organization, or the case was deleted). */
+        if (rc == 0 && !(evs[i].effects && evs[i].effects->case_uuid))
+            rc = sl_sqlite_case_link(s, row.seq, org_id, NULL);
         if (rc)
             goto out;
         updated++;
@@ -1208,8 +1243,7 @@ static const char *nonempty(const char *v)
     return v && *v ? v : NULL;
 }
 
-/* Binds parameters ?1..?17 of LIST_WHERE. Empty strings do not filter. */
-static void bind_filter(sqlite3_stmt *q, const struct sl_event_filter *f)
+void sl_sqlite_bind_filter(sqlite3_stmt *q, const struct sl_event_filter *f)
 {
     sqlite3_bind_text(q, 1, f->org, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 2, f->start_ms ? f->start_ms : INT64_MIN);
@@ -1250,7 +1284,7 @@ static int list_total(struct sqlite_store *s, const struct sl_event_filter *f, i
         return rc == SL_ENOTFOUND ? 0 : rc;
     }
     sqlite3_stmt *q = s->st[ST_LIST_COUNT];
-    bind_filter(q, f);
+    sl_sqlite_bind_filter(q, f);
     int rc = sqlite3_step(q);
     if (rc == SQLITE_ROW) {
         *out = sqlite3_column_int64(q, 0);
@@ -1262,7 +1296,7 @@ static int list_total(struct sqlite_store *s, const struct sl_event_filter *f, i
     return rc;
 }
 
-static int filter_valid(const struct sl_event_filter *f)
+int sl_sqlite_filter_valid(const struct sl_event_filter *f)
 {
     if (!f || !f->org || f->nseverities < 0 || f->nseverities > 8)
         return 0;
@@ -1291,7 +1325,7 @@ static int list_docs(struct sqlite_store *s, sqlite3_stmt *q, struct sl_sqlite_b
     return rc;
 }
 
-/* The progress handler of event_list: interrupts the statement once the deadline passed. */
+/* The progress handler of the read deadline: interrupts the statement once it passed. */
 static int list_progress(void *arg)
 {
     struct sqlite_store *s = arg;
@@ -1299,6 +1333,27 @@ static int list_progress(void *arg)
         return 0;
     s->deadline_hit = 1;
     return 1;
+}
+
+void sl_sqlite_deadline_start(struct sqlite_store *s)
+{
+    s->deadline = sl_mono_ms() + s->list_deadline_ms;
+    s->deadline_hit = 0;
+    sqlite3_progress_handler(s->db, LIST_CHECK_OPS, list_progress, s);
+}
+
+void sl_sqlite_deadline_pause(struct sqlite_store *s, int paused)
+{
+    if (paused)
+        sqlite3_progress_handler(s->db, 0, NULL, NULL);
+    else
+        sqlite3_progress_handler(s->db, LIST_CHECK_OPS, list_progress, s);
+}
+
+void sl_sqlite_deadline_stop(struct sqlite_store *s)
+{
+    sqlite3_progress_handler(s->db, 0, NULL, NULL);
+    s->deadline_hit = 0;
 }
 
 static int sqlite_event_list(struct sl_store *st, const struct sl_event_filter *f, char **out_json,
@@ -1309,18 +1364,16 @@ static int sqlite_event_list(struct sl_store *st, const struct sl_event_filter *
     sqlite3_stmt *list = s->st[f && f->sort_asc ? ST_LIST_ASC : ST_LIST_DESC];
     int rc;
     *out_json = NULL;
-    if (!filter_valid(f))
+    if (!sl_sqlite_filter_valid(f))
         return SL_EINVAL;
     /* One read transaction, so the total and the page come from the same snapshot. */
     rc = exec_simple(s, ST_BEGIN);
     if (rc)
         return rc;
-    s->deadline = sl_mono_ms() + s->list_deadline_ms;
-    s->deadline_hit = 0;
-    sqlite3_progress_handler(s->db, LIST_CHECK_OPS, list_progress, s);
+    sl_sqlite_deadline_start(s);
     rc = list_total(s, f, out_total);
     if (rc == 0) {
-        bind_filter(list, f);
+        sl_sqlite_bind_filter(list, f);
         sqlite3_bind_int64(list, 18, f->page_size);
         sqlite3_bind_int64(list, 19, (f->page - 1) * f->page_size);
         rc = list_docs(s, list, &b);
@@ -1328,8 +1381,7 @@ static int sqlite_event_list(struct sl_store *st, const struct sl_event_filter *
     }
     /* Off before COMMIT or ROLLBACK, which must not be interrupted, and before the handle's
      * next call (writes have no deadline). */
-    sqlite3_progress_handler(s->db, 0, NULL, NULL);
-    s->deadline_hit = 0;
+    sl_sqlite_deadline_stop(s);
     if (rc == 0)
         rc = sl_sqlite_commit(s);
     if (rc) {
@@ -1384,4 +1436,23 @@ static const struct sl_store_ops sqlite_ops = {
     .task_list = sl_sqlite_task_list,
     .event_scan = sl_sqlite_event_scan,
     .event_update = sqlite_event_update,
+    .case_create = sl_sqlite_case_create,
+    .case_update = sl_sqlite_case_update,
+    .case_close = sl_sqlite_case_close,
+    .case_reopen = sl_sqlite_case_reopen,
+    .case_delete = sl_sqlite_case_delete,
+    .case_list = sl_sqlite_case_list,
+    .case_observables = sl_sqlite_case_observables,
+    .case_comment_add = sl_sqlite_case_comment_add,
+    .case_comment_list = sl_sqlite_case_comment_list,
+    .case_comment_delete = sl_sqlite_case_comment_delete,
+    .event_grouped = sl_sqlite_event_grouped,
+    .event_stats = sl_sqlite_event_stats,
+    .event_select_check = sl_sqlite_event_select_check,
+    .event_act = sl_sqlite_event_act,
+    .event_select_ids = sl_sqlite_event_select_ids,
+    .event_export = sl_sqlite_event_export,
+    .ingest_task_get = sl_sqlite_ingest_task_get,
+    .ingest_task_expire = sl_sqlite_ingest_task_expire,
+    .task_params = sl_sqlite_task_params,
 };

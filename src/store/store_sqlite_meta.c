@@ -1,5 +1,6 @@
-/* The SQLite store's metadata: rules, lists, close reasons, statuses and data types as JSON
- * documents; intel list values; mutes; cases; and the side effects of storing an event. */
+/* The SQLite store's metadata: rules, lists, close reasons, statuses, data types and case
+ * templates as JSON documents; intel list values; mutes; the side effects of storing an event;
+ * and the SQL of store_sqlite_cases.c. */
 #include "store/store_sqlite_int.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -20,6 +21,81 @@
 #define META_COLS                                                                                  \
     "m.uuid, o.uuid, m.name, m.global, m.created_ms, m.updated_ms, m.hits, m.last_hit_ms,"         \
     " m.doc, o.id"
+
+/* ---- the SQL of store_sqlite_cases.c ---- */
+
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+
+#define STATUS_NEW    "{\"name\":\"New\",\"closed\":false}"
+#define STATUS_OPEN   "{\"name\":\"Open\",\"closed\":false}"
+#define STATUS_CLOSED "{\"name\":\"Closed\",\"closed\":true}"
+
+/* The columns a case document is made of (store_sqlite_cases.c: enum case_col). */
+#define CASE_COLS                                                                                  \
+    "c.uuid, o.uuid, c.title, c.description, c.severity, c.tlp, c.status, c.owner, c.tags,"        \
+    " c.tasks, (SELECT count(*) FROM events e WHERE e.case_id = c.id), c.created_ms,"              \
+    " c.updated_ms, c.closed_ms, c.close_reason, c.closure_comment, c.event_rule,"                 \
+    " c.case_template, c.id"
+
+/* The statements that write a case's levels, tags and tasks read them from a one-row
+ * subquery of their parameters: a_sev, a_tlp, a_tags, a_tasks (as given, or NULL) and tmpl (the
+ * template's document, a JSON object, or NULL). */
+/* A template's severity or tlp when it has a valid one, else NULL. */
+#define TMPL_SEVERITY                                                                              \
+    "CASE WHEN json_type(tmpl, '$.severity') = 'integer' AND json_extract(tmpl, '$.severity')"     \
+    " BETWEEN 0 AND 4 THEN json_extract(tmpl, '$.severity') END"
+#define TMPL_TLP                                                                                   \
+    "CASE WHEN json_type(tmpl, '$.tlp') = 'integer' AND json_extract(tmpl, '$.tlp')"               \
+    " BETWEEN 0 AND 4 THEN json_extract(tmpl, '$.tlp') END"
+/* A new case's severity and tlp: the template's win over the given ones for a rule's case
+ * (?15), the given ones win for the others; then the defaults, 1 and 2. */
+#define CASE_SEVERITY                                                                              \
+    "CASE WHEN ?15 THEN coalesce(" TMPL_SEVERITY ", a_sev, 1)"                                     \
+    " ELSE coalesce(a_sev, " TMPL_SEVERITY ", 1) END"
+#define CASE_TLP                                                                                   \
+    "CASE WHEN ?15 THEN coalesce(" TMPL_TLP ", a_tlp, 2)"                                          \
+    " ELSE coalesce(a_tlp, " TMPL_TLP ", 2) END"
+/* The strings of a_tags (when it is a JSON array: CASE keeps json_type off text that is not
+ * JSON) and then of the template's tags, each once, in that order. */
+#define CASE_TAGS                                                                                  \
+    "(SELECT json_group_array(value) FROM (SELECT value, min(o) AS first FROM ("                   \
+    "SELECT value, key AS o FROM json_each(CASE WHEN json_valid(a_tags) THEN CASE WHEN"            \
+    " json_type(a_tags) = 'array' THEN a_tags ELSE '[]' END ELSE '[]' END) WHERE type = 'text'"    \
+    " UNION ALL SELECT value, 1000000000 + key FROM json_each(CASE WHEN json_type(tmpl, '$.tags')" \
+    " = 'array' THEN json_extract(tmpl, '$.tags') ELSE '[]' END) WHERE type = 'text')"             \
+    " GROUP BY value ORDER BY first))"
+/* A task as stored: {"title", "description" [""], "status"}. */
+#define TASK_OBJ                                                                                   \
+    "json_object('title', json_extract(value, '$.title'), 'description',"                          \
+    " CASE WHEN json_type(value, '$.description') = 'text'"                                        \
+    " THEN json_extract(value, '$.description') ELSE '' END, 'status', "
+#define TASK_WHERE " WHERE CASE WHEN type = 'object' THEN json_type(value, '$.title') = 'text' END"
+/* The tasks of a_tasks (their status, or Open) and then the template's (each Open). */
+#define CASE_TASKS                                                                                 \
+    "(SELECT json_group_array(json(t)) FROM (SELECT " TASK_OBJ                                     \
+    " CASE WHEN json_type(value, '$.status') = 'text' THEN json_extract(value, '$.status')"        \
+    " ELSE 'Open' END) AS t, key AS o FROM json_each(CASE WHEN json_valid(a_tasks) THEN CASE"      \
+    " WHEN json_type(a_tasks) = 'array' THEN a_tasks ELSE '[]' END ELSE '[]' END)" TASK_WHERE      \
+    " UNION ALL SELECT " TASK_OBJ "'Open'), 1000000000 + key FROM json_each(CASE WHEN"             \
+    " json_type(tmpl, '$.tasks') = 'array' THEN json_extract(tmpl, '$.tasks') ELSE '[]' "          \
+    "END)" TASK_WHERE " ORDER BY o))"
+/* Every observable (seq, v: value, t: data_type) of the events of case ?1. */
+#define CASE_OBS                                                                                   \
+    "SELECT e.seq AS seq, json_extract(o.value, '$.value') AS v,"                                  \
+    " json_extract(o.value, '$.data_type') AS t FROM events e,"                                    \
+    " json_each(e.doc, '$.observables') o WHERE e.case_id = ?1 AND CASE WHEN o.type = 'object'"    \
+    " THEN json_type(o.value, '$.value') IN ('text', 'integer', 'real') END"
+/* The filter of case_list: ?2 status, ?3 title substring, ?4 tag, ?5 owner, ?6 severity. */
+#define CASE_FILTER                                                                                \
+    " AND (?2 IS NULL OR c.status = ?2) AND (?3 IS NULL OR instr(lower(c.title), lower(?3)) > 0)"  \
+    " AND (?4 IS NULL OR EXISTS (SELECT 1 FROM json_each(c.tags) t WHERE t.value = ?4))"           \
+    " AND (?5 IS NULL OR c.owner = ?5) AND (?6 < 0 OR c.severity = ?6)"
+/* An event leaving its case: without "case", and an Open one back to New. */
+#define UNLINK_STATUS                                                                              \
+    "status = CASE WHEN status = 'Open' THEN 'New' ELSE status END, doc = CASE WHEN status ="      \
+    " 'Open' THEN json_remove(json_set(doc, '$.status', json('" STATUS_NEW "')), '$.case')"        \
+    " ELSE json_remove(doc, '$.case') END"
 
 const char *const sl_sqlite_meta_sql[MST__N] = {
     [MST_JSON_OBJECT] = "SELECT CASE WHEN json_valid(?1) THEN json_type(?1) = 'object' ELSE 0 END",
@@ -61,21 +137,100 @@ const char *const sl_sqlite_meta_sql[MST__N] = {
     [MST_MUTE_ACTIVE] = "SELECT count(*) FROM mutes WHERE until_ms > ?1",
     [MST_HIT_ADD] = "UPDATE meta SET hits = hits + ?2, last_hit_ms = max(last_hit_ms, ?3)"
                     " WHERE uuid = ?1 AND kind = 1",
-    /* tags that are not a JSON array become [] rather than fail the batch on every retry. */
-    [MST_CASE_INSERT] = "INSERT INTO cases (uuid, org_id, title, description, severity, tlp,"
-                        " status, tags, event_rule, case_template, created_ms, updated_ms)"
-                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Open', CASE WHEN json_valid(?7) THEN"
-                        " (CASE WHEN json_type(?7) = 'array' THEN json(?7) ELSE '[]' END)"
-                        " ELSE '[]' END, ?8, ?9, ?10, ?10) ON CONFLICT (uuid) DO NOTHING",
-    [MST_CASE_LINK] = "INSERT INTO case_events (case_id, event_uuid)"
-                      " SELECT id, ?2 FROM cases WHERE uuid = ?1 ON CONFLICT DO NOTHING",
-    [MST_CASE_GET] = "SELECT c.uuid, o.uuid, c.title, c.description, c.severity, c.tlp, c.status,"
-                     " c.tags, (SELECT count(*) FROM case_events e WHERE e.case_id = c.id),"
-                     " c.created_ms, c.updated_ms, c.event_rule, c.case_template"
-                     " FROM cases c JOIN orgs o ON o.id = c.org_id WHERE c.uuid = ?1",
-    [MST_CASE_ID] = "SELECT id FROM cases WHERE uuid = ?1",
-    [MST_CASE_EVENTS] = "SELECT event_uuid FROM case_events WHERE case_id = ?1"
-                        " ORDER BY event_uuid",
+    /* ---- cases (store_sqlite_cases.c) ---- */
+    [MST_CASE_FIND] = "SELECT id, org_id, status FROM cases WHERE uuid = ?1",
+    [MST_CASE_GET] = "SELECT " CASE_COLS " FROM cases c JOIN orgs o ON o.id = c.org_id"
+                     " WHERE c.id = ?1",
+    /* A new id is above every id a deleted case's events may still point at (case_releases),
+     * so a new case never inherits them. ?14: the template's document, or NULL. */
+    [MST_CASE_INSERT] =
+        "INSERT INTO cases (id, uuid, org_id, title, description, severity, tlp, status, owner,"
+        " tags, tasks, event_rule, case_template, created_ms, updated_ms)"
+        " SELECT (SELECT max(coalesce((SELECT max(id) FROM cases), 0),"
+        " coalesce((SELECT max(case_id) FROM case_releases), 0)) + 1), ?1, ?2, ?3, ?4,"
+        " " CASE_SEVERITY ", " CASE_TLP ", ?7, ?8, " CASE_TAGS ", " CASE_TASKS ","
+        " ?11, ?12, ?13, ?13 FROM (SELECT ?5 AS a_sev, ?6 AS a_tlp, ?9 AS a_tags,"
+        " ?10 AS a_tasks, ?14 AS tmpl) WHERE 1 ON CONFLICT (uuid) DO NOTHING",
+    [MST_CASE_UPDATE] =
+        "UPDATE cases SET title = coalesce(?2, title), description = coalesce(?3, description),"
+        " severity = CASE WHEN ?4 >= 0 THEN ?4 ELSE severity END,"
+        " tlp = CASE WHEN ?5 >= 0 THEN ?5 ELSE tlp END, status = coalesce(?6, status),"
+        " owner = coalesce(?7, owner), tags = CASE WHEN ?8 IS NULL THEN tags ELSE "
+        "(SELECT " CASE_TAGS " FROM (SELECT ?8 AS a_tags, NULL AS tmpl)) END,"
+        " tasks = CASE WHEN ?9 IS NULL THEN tasks ELSE (SELECT " CASE_TASKS
+        " FROM (SELECT ?9 AS a_tasks, NULL AS tmpl)) END, updated_ms = ?10 WHERE id = ?1",
+    [MST_CASE_CLOSE] = "UPDATE cases SET status = 'Closed', closed_ms = ?2, close_reason = ?3,"
+                       " closure_comment = ?4, updated_ms = ?2 WHERE id = ?1",
+    [MST_CASE_REOPEN] = "UPDATE cases SET status = 'In Progress', closed_ms = 0,"
+                        " close_reason = NULL, closure_comment = NULL, updated_ms = ?2"
+                        " WHERE id = ?1",
+    [MST_CASE_DELETE] = "DELETE FROM cases WHERE id = ?1",
+    /* A template of the organization ?2 or of the default one. */
+    [MST_CASE_TEMPLATE] = "SELECT doc FROM meta WHERE uuid = ?1 AND kind = ?3 AND (org_id = ?2"
+                          " OR org_id = (SELECT id FROM orgs WHERE is_default = 1))",
+    /* Whether ?1 (NULL: yes) is a JSON array of strings and ?2 (NULL: yes) one of tasks. CASE
+     * keeps the JSON functions off text that is not JSON. */
+    [MST_CASE_JSON_OK] =
+        "SELECT CASE WHEN ?1 IS NULL THEN 1 WHEN json_valid(?1) THEN CASE WHEN json_type(?1) ="
+        " 'array' THEN NOT EXISTS (SELECT 1 FROM json_each(?1) WHERE type <> 'text') ELSE 0 END"
+        " ELSE 0 END, CASE WHEN ?2 IS NULL THEN 1 WHEN json_valid(?2) THEN CASE WHEN"
+        " json_type(?2) = 'array' THEN NOT EXISTS (SELECT 1 FROM json_each(?2) WHERE CASE WHEN"
+        " type = 'object' THEN coalesce(json_type(value, '$.title'), '') <> 'text'"
+        " OR length(json_extract(value, '$.title')) NOT BETWEEN 1 AND " STR(
+            SL_CASE_TITLE_MAX) " OR coalesce(json_type(value, '$.description'), 'text') <> 'text'"
+                               " OR coalesce(json_type(value, '$.status'), 'text') <> 'text' ELSE "
+                               "1 END)"
+                               " ELSE 0 END ELSE 0 END",
+    [MST_CASE_OBS_COUNT] = "SELECT count(*) FROM (SELECT DISTINCT v, t FROM (" CASE_OBS "))",
+    [MST_CASE_OBSERVABLES] = "SELECT v, t, count(DISTINCT seq) AS n FROM (" CASE_OBS ")"
+                             " GROUP BY v, t ORDER BY n DESC, v, t LIMIT ?2",
+    [MST_CASE_EVENTS] = "SELECT uuid FROM events WHERE case_id = ?1 ORDER BY seq",
+    [MST_CASE_LIST_ORG] = "SELECT " CASE_COLS " FROM cases c JOIN orgs o ON o.id = c.org_id"
+                          " WHERE c.org_id = ?1" CASE_FILTER
+                          " ORDER BY c.created_ms DESC, c.id DESC LIMIT ?7 OFFSET ?8",
+    [MST_CASE_LIST_ALL] =
+        "SELECT " CASE_COLS " FROM cases c JOIN orgs o ON o.id = c.org_id"
+        " WHERE ?1 IS NULL" CASE_FILTER " ORDER BY c.created_ms DESC, c.id DESC LIMIT ?7 OFFSET ?8",
+    [MST_CASE_COUNT_ORG] = "SELECT count(*) FROM cases c WHERE c.org_id = ?1" CASE_FILTER,
+    [MST_CASE_COUNT_ALL] = "SELECT count(*) FROM cases c WHERE ?1 IS NULL" CASE_FILTER,
+    /* Events row ?1 joins case ?2 (uuid ?4); Open becomes Closed when the case is (?3). A
+     * document that names the case already (a rule's) is kept as it is. */
+    [MST_CASE_LINK] =
+        "UPDATE events SET case_id = ?2,"
+        " status = CASE WHEN ?3 AND status = 'Open' THEN 'Closed' ELSE status END,"
+        " doc = CASE WHEN ?3 AND status = 'Open' THEN json_set(doc, '$.case', ?4, '$.status',"
+        " json('" STATUS_CLOSED "')) WHEN json_extract(doc, '$.case') IS ?4 THEN doc"
+        " ELSE json_set(doc, '$.case', ?4) END WHERE seq = ?1",
+    /* Events row ?1 leaves its case: always (?2), or when the case no longer holds it. */
+    [MST_CASE_UNLINK] =
+        "UPDATE events SET case_id = NULL, " UNLINK_STATUS " WHERE seq = ?1 AND (?2 OR"
+        " (case_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM cases c"
+        " WHERE c.id = events.case_id AND c.org_id = events.org_id)))",
+    /* A case's events closed and reopened with it; ?2: now (ISO 8601), their updated_at. */
+    [MST_CASE_EVENTS_CLOSE] = "UPDATE events SET status = 'Closed', doc = json_set(doc,"
+                              " '$.status', json('" STATUS_CLOSED "'), '$.updated_at', ?2)"
+                              " WHERE case_id = ?1 AND status IN ('Open', 'New', 'Acknowledged')",
+    [MST_CASE_EVENTS_REOPEN] = "UPDATE events SET status = 'Open', doc = json_set(doc,"
+                               " '$.status', json('" STATUS_OPEN "'), '$.updated_at', ?2)"
+                               " WHERE case_id = ?1 AND status = 'Closed'",
+    /* Up to ?2 events of the deleted case ?1 leave it, without "case" (?3: now): Open and Closed
+     * ones go back to New; a dismissed one stays dismissed. */
+    [MST_CASE_RELEASE] =
+        "UPDATE events SET case_id = NULL,"
+        " status = CASE WHEN status IN ('Open', 'Closed') THEN 'New' ELSE status END,"
+        " doc = json_remove(CASE WHEN status IN ('Open', 'Closed') THEN json_set(doc, '$.status',"
+        " json('" STATUS_NEW "'), '$.updated_at', ?3) ELSE json_set(doc, '$.updated_at', ?3) END,"
+        " '$.case') WHERE seq IN (SELECT seq FROM events WHERE case_id = ?1"
+        " ORDER BY seq LIMIT ?2)",
+    [MST_RELEASE_PUT] = "INSERT OR IGNORE INTO case_releases (case_id, created_ms) VALUES (?1, ?2)",
+    [MST_RELEASE_NEXT] = "SELECT case_id FROM case_releases ORDER BY case_id LIMIT 1",
+    [MST_RELEASE_DONE] = "DELETE FROM case_releases WHERE case_id = ?1",
+    [MST_COMMENT_ADD] = "INSERT INTO case_comments (uuid, case_id, author, text, created_ms)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [MST_COMMENT_LIST] = "SELECT uuid, author, text, created_ms FROM case_comments"
+                         " WHERE case_id = ?1 ORDER BY id",
+    [MST_COMMENT_DELETE] = "DELETE FROM case_comments WHERE uuid = ?1 AND case_id = ?2",
+    [MST_COMMENTS_CLEAR] = "DELETE FROM case_comments WHERE case_id = ?1",
 };
 
 static struct sqlite_store *from_base(struct sl_store *st)
@@ -684,157 +839,6 @@ int sl_sqlite_mute_get(struct sl_store *st, const char *org, const char *signatu
     return rc;
 }
 
-/* ---- cases ---- */
-
-/* Appends "key":<int> (with a leading comma). */
-static int buf_int(struct sl_sqlite_buf *b, const char *key, int64_t v)
-{
-    char tmp[96];
-    int n = snprintf(tmp, sizeof(tmp), ",\"%s\":%" PRId64, key, v);
-    return sl_sqlite_buf_put(b, tmp, (size_t)n);
-}
-
-/* Appends "key":<string or null> from a text column (with a leading comma unless first). */
-static int buf_col(struct sl_sqlite_buf *b, const char *key, sqlite3_stmt *q, int col, int first)
-{
-    char tmp[64];
-    int n = snprintf(tmp, sizeof(tmp), "%s\"%s\":", first ? "" : ",", key);
-    int rc = sl_sqlite_buf_put(b, tmp, (size_t)n);
-    if (rc == 0)
-        rc = sl_sqlite_buf_json_str(b, (const char *)sqlite3_column_text(q, col),
-                                    (size_t)sqlite3_column_bytes(q, col));
-    return rc;
-}
-
-static int buf_time(struct sl_sqlite_buf *b, const char *key, int64_t ms)
-{
-    char tmp[64], when[25];
-    sl_time_format(ms, when);
-    int n = snprintf(tmp, sizeof(tmp), ",\"%s\":\"%s\"", key, when);
-    return sl_sqlite_buf_put(b, tmp, (size_t)n);
-}
-
-/* Renders the MST_CASE_GET row as the case document. */
-static int case_doc(sqlite3_stmt *q, struct sl_sqlite_buf *b)
-{
-    const char *tags = (const char *)sqlite3_column_text(q, 7);
-    int rc = sl_sqlite_buf_put(b, "{", 1);
-    if (rc == 0)
-        rc = buf_col(b, "uuid", q, 0, 1);
-    if (rc == 0)
-        rc = buf_col(b, "organization", q, 1, 0);
-    if (rc == 0)
-        rc = buf_col(b, "title", q, 2, 0);
-    if (rc == 0)
-        rc = buf_col(b, "description", q, 3, 0);
-    if (rc == 0)
-        rc = buf_int(b, "severity", sqlite3_column_int64(q, 4));
-    if (rc == 0)
-        rc = buf_int(b, "tlp", sqlite3_column_int64(q, 5));
-    if (rc == 0)
-        rc = buf_col(b, "status", q, 6, 0);
-    /* tags was checked to be a JSON array when the case was written. */
-    if (rc == 0)
-        rc = sl_sqlite_buf_put(b, ",\"tags\":", 8);
-    if (rc == 0)
-        rc = tags ? sl_sqlite_buf_put(b, tags, (size_t)sqlite3_column_bytes(q, 7))
-                  : sl_sqlite_buf_put(b, "[]", 2);
-    if (rc == 0)
-        rc = buf_int(b, "event_count", sqlite3_column_int64(q, 8));
-    if (rc == 0)
-        rc = buf_time(b, "created_at", sqlite3_column_int64(q, 9));
-    if (rc == 0)
-        rc = buf_time(b, "updated_at", sqlite3_column_int64(q, 10));
-    if (rc == 0)
-        rc = buf_col(b, "event_rule", q, 11, 0);
-    if (rc == 0)
-        rc = buf_col(b, "case_template", q, 12, 0);
-    if (rc == 0)
-        rc = sl_sqlite_buf_put(b, "}", 1);
-    return rc;
-}
-
-int sl_sqlite_case_get(struct sl_store *st, const char *org, const char *uuid, char **out_doc)
-{
-    struct sqlite_store *s = from_base(st);
-    sqlite3_stmt *q = s->mst[MST_CASE_GET];
-    struct sl_sqlite_buf b = {.max = VALUES_PAGE_BYTES};
-    char lower[SL_UUID_LEN + 1], want_org[SL_UUID_LEN + 1];
-    if (!out_doc || !uuid)
-        return SL_EINVAL;
-    *out_doc = NULL;
-    if (!sl_uuid_valid(uuid) || (org && !sl_uuid_valid(org)))
-        return SL_ENOTFOUND;
-    sl_sqlite_uuid_lower(uuid, lower);
-    if (org)
-        sl_sqlite_uuid_lower(org, want_org);
-    sqlite3_bind_text(q, 1, lower, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(q);
-    if (rc == SQLITE_ROW) {
-        const char *have = (const char *)sqlite3_column_text(q, 1);
-        rc = org && (!have || strcmp(have, want_org) != 0) ? SL_ENOTFOUND : case_doc(q, &b);
-    } else if (rc == SQLITE_DONE) {
-        rc = SL_ENOTFOUND;
-    } else {
-        rc = sl_sqlite_fail(s, rc, "reading a case");
-    }
-    sl_sqlite_done(q);
-    if (rc) {
-        free(b.p);
-        return rc;
-    }
-    *out_doc = b.p;
-    return 0;
-}
-
-int sl_sqlite_case_events(struct sl_store *st, const char *case_uuid, char **out_json)
-{
-    struct sqlite_store *s = from_base(st);
-    struct sl_sqlite_buf b = {.max = VALUES_PAGE_BYTES};
-    char lower[SL_UUID_LEN + 1];
-    int64_t case_id = 0;
-    int rc, src = SQLITE_DONE;
-    if (!out_json || !case_uuid)
-        return SL_EINVAL;
-    *out_json = NULL;
-    if (!sl_uuid_valid(case_uuid))
-        return SL_ENOTFOUND;
-    sl_sqlite_uuid_lower(case_uuid, lower);
-    if ((rc = sl_sqlite_begin(s, 0)))
-        return rc;
-    sqlite3_stmt *q = s->mst[MST_CASE_ID];
-    sqlite3_bind_text(q, 1, lower, -1, SQLITE_STATIC);
-    rc = lookup_id(s, q, &case_id, "looking up a case");
-    if (rc == 0)
-        rc = sl_sqlite_buf_put(&b, "[", 1);
-    if (rc == 0) {
-        int n = 0;
-        q = s->mst[MST_CASE_EVENTS];
-        sqlite3_bind_int64(q, 1, case_id);
-        while (rc == 0 && (src = sqlite3_step(q)) == SQLITE_ROW) {
-            if (n++ > 0)
-                rc = sl_sqlite_buf_put(&b, ",", 1);
-            if (rc == 0)
-                rc = sl_sqlite_buf_json_str(&b, (const char *)sqlite3_column_text(q, 0),
-                                            (size_t)sqlite3_column_bytes(q, 0));
-        }
-        if (rc == 0 && src != SQLITE_DONE)
-            rc = sl_sqlite_fail(s, src, "reading a case's events");
-        sl_sqlite_done(q);
-    }
-    if (rc == 0)
-        rc = sl_sqlite_buf_put(&b, "]", 1);
-    if (rc == 0)
-        rc = sl_sqlite_commit(s);
-    if (rc) {
-        sl_sqlite_rollback(s);
-        free(b.p);
-        return rc;
-    }
-    *out_json = b.p;
-    return 0;
-}
-
 /* ---- effects of storing an event ---- */
 
 int sl_sqlite_effects_valid(const struct sl_store_effects *fx)
@@ -896,44 +900,6 @@ static int hit_add(struct sqlite_store *s, struct sl_sqlite_hits *hits, const ch
     return 0;
 }
 
-static int case_insert(struct sqlite_store *s, const struct sl_store_case *c)
-{
-    char uuid[SL_UUID_LEN + 1], rule[SL_UUID_LEN + 1], tmpl[SL_UUID_LEN + 1];
-    int64_t org_id = 0;
-    int rc = sl_sqlite_org_resolve(s, c->org, &org_id);
-    if (rc)
-        return rc;
-    sl_sqlite_uuid_lower(c->uuid, uuid);
-    if (c->rule_uuid)
-        sl_sqlite_uuid_lower(c->rule_uuid, rule);
-    if (c->template_uuid)
-        sl_sqlite_uuid_lower(c->template_uuid, tmpl);
-    int64_t now = sl_now_ms();
-    sqlite3_stmt *q = s->mst[MST_CASE_INSERT];
-    sqlite3_bind_text(q, 1, uuid, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(q, 2, org_id);
-    sqlite3_bind_text(q, 3, c->title, -1, SQLITE_STATIC);
-    sqlite3_bind_text(q, 4, c->description ? c->description : "", -1, SQLITE_STATIC);
-    sqlite3_bind_int(q, 5, c->severity);
-    sqlite3_bind_int(q, 6, c->tlp);
-    sl_sqlite_bind_opt_text(q, 7, c->tags_json);
-    sl_sqlite_bind_opt_text(q, 8, c->rule_uuid ? rule : NULL);
-    sl_sqlite_bind_opt_text(q, 9, c->template_uuid ? tmpl : NULL);
-    sqlite3_bind_int64(q, 10, now);
-    return sl_sqlite_step_done(s, q, "creating a case");
-}
-
-static int case_link(struct sqlite_store *s, const char *case_uuid, const char *event_uuid)
-{
-    char c[SL_UUID_LEN + 1], e[SL_UUID_LEN + 1];
-    sl_sqlite_uuid_lower(case_uuid, c);
-    sl_sqlite_uuid_lower(event_uuid, e);
-    sqlite3_stmt *q = s->mst[MST_CASE_LINK];
-    sqlite3_bind_text(q, 1, c, -1, SQLITE_STATIC);
-    sqlite3_bind_text(q, 2, e, -1, SQLITE_STATIC);
-    return sl_sqlite_step_done(s, q, "adding an event to a case");
-}
-
 static int mute_put(struct sqlite_store *s, int64_t org_id, const char *signature, int64_t until_ms,
                     const char *rule)
 {
@@ -948,17 +914,18 @@ static int mute_put(struct sqlite_store *s, int64_t org_id, const char *signatur
     return sl_sqlite_step_done(s, q, "muting a signature");
 }
 
-int sl_sqlite_effects_apply(struct sqlite_store *s, const struct sl_store_event *ev, int64_t org_id,
-                            struct sl_sqlite_hits *hits)
+int sl_sqlite_effects_apply(struct sqlite_store *s, const struct sl_store_event *ev, int64_t seq,
+                            int64_t org_id, struct sl_sqlite_hits *hits)
 {
     const struct sl_store_effects *fx = ev->effects;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < fx->nrules; i++)
         rc = hit_add(s, hits, fx->rule_uuids[i], ev->created_ms);
+    /* The case first, so that the link below finds it. */
     if (rc == 0 && fx->new_case)
-        rc = case_insert(s, fx->new_case);
+        rc = sl_sqlite_case_from_rule(s, fx->new_case);
     if (rc == 0 && fx->case_uuid)
-        rc = case_link(s, fx->case_uuid, ev->uuid);
+        rc = sl_sqlite_case_link(s, seq, org_id, fx->case_uuid);
     /* The mute is for mute_org (the organization later events arrive with), else the event's
      * organization; no signature, nothing to mute. */
     int64_t mute_org_id = org_id;

@@ -1,6 +1,6 @@
-/* The SQLite store's schema: version 1 as the first release created it, the migration to
- * version 2 (metadata, intel list values, mutes, cases, tasks), and each organization's
- * defaults. */
+/* The SQLite store's schema: version 1 as the first release created it, the migrations to
+ * version 2 (metadata, intel list values, mutes, cases, tasks) and 3 (cases linked from their
+ * events, comments, bulk actions, ingest tasks), and each organization's defaults. */
 #include "store/store_sqlite_int.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -142,6 +142,82 @@ static const char tasks_sql[] =
     " updated_ms INTEGER NOT NULL,"
     " error TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX IF NOT EXISTS tasks_state ON tasks(state, created_ms);";
+
+/* Version 3 (cases, bulk actions, ingest tasks).
+ * - events.case_id: the case an event is in (NULL: none). The link lives on the event, so a
+ *   case's events, count and observables are read from its events and cannot drift from them;
+ *   case_events (version 2) is folded into it and dropped. events_case is partial: an event in
+ *   no case (the hot path) costs the index nothing.
+ * - cases gain owner, tasks (from a template), closed_ms, close_reason, closure_comment; case
+ *   statuses are New, In Progress, Hold, Closed (version 2's Open becomes New); cases_org pages
+ *   an organization's cases.
+ * - case_comments: a case's comments in order.
+ * - case_releases: deleted cases whose events are still being released (case_delete releases
+ *   them in several transactions). Until then such events point at a case id that no longer
+ *   exists, which every read takes as no case; a new case takes an id above these, so it never
+ *   inherits them; an interrupted release is finished when the store is next opened.
+ * - tasks gain params (what a bulk action acts on, JSON) and cursor (where it got to), so a task
+ *   resumes after a restart.
+ * - ingest_tasks: the end of a bulk request's events (written by the worker that processed its
+ *   end record), ingest_outcomes: what became of those of its events that were not simply
+ *   stored. Both keyed by the task, so a redelivered batch writes nothing twice; old ones are
+ *   expired (SLUICE_INGEST_TASK_RETENTION). */
+static const char migrate_v3_sql[] =
+    "ALTER TABLE events ADD COLUMN case_id INTEGER;"
+    /* One pass over events against the (small) links: a subquery per event would scan
+     * case_events (keyed by case first) once per linked event. */
+    "UPDATE events SET case_id = ce.case_id FROM (SELECT event_uuid, min(case_id) AS case_id"
+    " FROM case_events GROUP BY event_uuid) AS ce WHERE events.uuid = ce.event_uuid;"
+    "DROP TABLE case_events;"
+    "CREATE INDEX events_case ON events(case_id) WHERE case_id IS NOT NULL;"
+    /* Version 2 linked an event a rule moved to another organization to a case of the rule's;
+     * version 3 keeps an event only in a case of its own organization. */
+    "UPDATE events SET case_id = NULL, status = CASE WHEN status = 'Open' THEN 'New'"
+    " ELSE status END, doc = CASE WHEN status = 'Open' THEN json_remove(json_set(doc,"
+    " '$.status', json('{\"name\":\"New\",\"closed\":false}')), '$.case')"
+    " ELSE json_remove(doc, '$.case') END"
+    " WHERE case_id IS NOT NULL AND org_id <> (SELECT org_id FROM cases c"
+    " WHERE c.id = events.case_id);"
+    "ALTER TABLE cases ADD COLUMN owner TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE cases ADD COLUMN tasks TEXT NOT NULL DEFAULT '[]';"
+    "ALTER TABLE cases ADD COLUMN closed_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE cases ADD COLUMN close_reason TEXT;"
+    "ALTER TABLE cases ADD COLUMN closure_comment TEXT;"
+    "UPDATE cases SET status = 'New' WHERE status = 'Open';"
+    "CREATE INDEX cases_org ON cases(org_id, created_ms);"
+    "CREATE TABLE case_comments ("
+    " id INTEGER PRIMARY KEY,"
+    " uuid TEXT NOT NULL UNIQUE,"
+    " case_id INTEGER NOT NULL REFERENCES cases(id),"
+    " author TEXT NOT NULL,"
+    " text TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL);"
+    "CREATE INDEX case_comments_case ON case_comments(case_id, id);"
+    "CREATE TABLE case_releases ("
+    " case_id INTEGER PRIMARY KEY,"
+    " created_ms INTEGER NOT NULL);"
+    "ALTER TABLE tasks ADD COLUMN params TEXT NOT NULL DEFAULT '{}';"
+    "ALTER TABLE tasks ADD COLUMN cursor INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE ingest_tasks ("
+    " task TEXT PRIMARY KEY,"
+    " org_id INTEGER NOT NULL,"
+    " accepted INTEGER NOT NULL,"
+    " rejected INTEGER NOT NULL,"
+    " received_ms INTEGER NOT NULL,"
+    " done_ms INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX ingest_tasks_done ON ingest_tasks(done_ms);"
+    "CREATE TABLE ingest_outcomes ("
+    " task TEXT NOT NULL,"
+    " idx INTEGER NOT NULL,"
+    " org_id INTEGER NOT NULL,"
+    " outcome INTEGER NOT NULL,"
+    " reference TEXT,"
+    " event_uuid TEXT,"
+    " case_uuid TEXT,"
+    " detail TEXT,"
+    " created_ms INTEGER NOT NULL,"
+    " PRIMARY KEY (task, idx)) WITHOUT ROWID;"
+    "PRAGMA user_version = 3;";
 
 /* ---- organization defaults ---- */
 
@@ -307,6 +383,17 @@ static int migrate_v2(sqlite3 *db, const char *path, char *err, size_t errlen)
     return exec_sql(db, "PRAGMA user_version = 2", what, err, errlen);
 }
 
+/* Version 2 to 3, inside the caller's transaction. */
+static int migrate_v3(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+    char what[300];
+    snprintf(what, sizeof(what), "%s: cannot migrate the schema from version 2 to 3", path);
+    /* Files written at version 2 before the tasks table existed lack it. */
+    if (exec_sql(db, tasks_sql, what, err, errlen))
+        return -1;
+    return exec_sql(db, migrate_v3_sql, what, err, errlen);
+}
+
 int sl_sqlite_schema_ensure(sqlite3 *db, const char *path, char *err, size_t errlen)
 {
     int64_t version = 0, app = 0;
@@ -341,12 +428,8 @@ int sl_sqlite_schema_ensure(sqlite3 *db, const char *path, char *err, size_t err
     }
     if (version == 1 && migrate_v2(db, path, err, errlen))
         goto out;
-    if (version == 2) {
-        char what[300];
-        snprintf(what, sizeof(what), "%s: cannot add the tasks table", path);
-        if (exec_sql(db, tasks_sql, what, err, errlen))
-            goto out;
-    }
+    if (version <= 2 && migrate_v3(db, path, err, errlen))
+        goto out;
     rc = exec_sql(db, "COMMIT", path, err, errlen);
     if (rc == 0 && created)
         SL_INFO("store: created schema version %d in %s", SL_SQLITE_SCHEMA_VERSION, path);

@@ -1,6 +1,11 @@
 /* The SQLite store's tasks (background work such as applying a rule to stored events, with its
  * progress) and the ordered scan of stored events such work pages through.
  *
+ * A task keeps its params (JSON: what a bulk action acts on) apart from its progress: task_put
+ * writes them only when given, task_get and task_list never read them (a selection of many
+ * uuids is large, and progress is polled), sl_store_task_params does. Its cursor is where a
+ * resumable task got to, so it resumes after a restart.
+ *
  * A scan walks events in seq order (the rowid, storage order) from a cursor. Without an
  * organization that is a range scan of the table, filtering the status per row. With one, two
  * plans use what exists, so no index has to be built over every event (which would make the
@@ -11,7 +16,8 @@
  *   their rows fetched.
  * Each call takes the cheaper one from event_counts: the index when n_org^2 < limit * total, so
  * one call costs at most about sqrt(limit * total) rows or entries, and a whole scan about one
- * pass over the table. */
+ * pass over the table. A deleted event's tombstone (organization 0, store_sqlite_events.c) is in
+ * no organization, and the scan of all of them passes over it. */
 #include "store/store_sqlite_int.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -20,37 +26,44 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TASK_LIST_MAX 10000
-#define SCAN_MAX      100000 /* events per event_scan */
+#define TASK_LIST_MAX   10000
+#define SCAN_MAX        100000     /* events per event_scan */
+#define TASK_PARAMS_MAX (16 << 20) /* bytes of a task's params (a bulk action's uuid list) */
 
 #define TASK_COLS                                                                                  \
     "t.uuid, o.uuid, t.kind, t.state, t.ref, t.total, t.done, t.matched, t.created_ms,"            \
-    " t.started_ms, t.finished_ms, t.updated_ms, t.error"
+    " t.started_ms, t.finished_ms, t.updated_ms, t.error, t.cursor"
 
 /* The status filter of the scans (?2 NULL: any status). */
 #define SCAN_STATUS " AND (?2 IS NULL OR status = ?2 COLLATE NOCASE)"
 
 const char *const sl_sqlite_task_sql[TST__N] = {
-    /* created_ms ?9 of 0: now (?12) on insert, the stored one on replace. */
+    /* created_ms ?9 of 0: now (?12) on insert, the stored one on replace; params ?15 NULL:
+     * '{}' on insert, the stored ones on replace. */
     [TST_TASK_PUT] =
         "INSERT INTO tasks (uuid, org_id, kind, state, ref, total, done, matched, created_ms,"
-        " started_ms, finished_ms, updated_ms, error)"
+        " started_ms, finished_ms, updated_ms, error, cursor, params)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, CASE WHEN ?9 > 0 THEN ?9 ELSE ?12 END,"
-        " ?10, ?11, ?12, ?13)"
+        " ?10, ?11, ?12, ?13, ?14, coalesce(?15, '{}'))"
         " ON CONFLICT (uuid) DO UPDATE SET org_id = excluded.org_id, kind = excluded.kind,"
         " state = excluded.state, ref = excluded.ref, total = excluded.total,"
         " done = excluded.done, matched = excluded.matched,"
         " created_ms = CASE WHEN ?9 > 0 THEN ?9 ELSE tasks.created_ms END,"
         " started_ms = excluded.started_ms, finished_ms = excluded.finished_ms,"
-        " updated_ms = excluded.updated_ms, error = excluded.error",
+        " updated_ms = excluded.updated_ms, error = excluded.error, cursor = excluded.cursor,"
+        " params = coalesce(?15, tasks.params)",
     [TST_TASK_GET] = "SELECT " TASK_COLS " FROM tasks t JOIN orgs o ON o.id = t.org_id"
                      " WHERE t.uuid = ?1",
     [TST_TASK_LIST] = "SELECT " TASK_COLS " FROM tasks t JOIN orgs o ON o.id = t.org_id"
                       " ORDER BY t.created_ms, t.id LIMIT ?2",
     [TST_TASK_LIST_STATE] = "SELECT " TASK_COLS " FROM tasks t JOIN orgs o ON o.id = t.org_id"
                             " WHERE t.state = ?1 ORDER BY t.created_ms, t.id LIMIT ?2",
-    [TST_SCAN_ALL] =
-        "SELECT seq, doc FROM events WHERE seq > ?1" SCAN_STATUS " ORDER BY seq LIMIT ?3",
+    [TST_TASK_PARAMS] = "SELECT params FROM tasks WHERE uuid = ?1",
+    [TST_PARAMS_VALID] = "SELECT json_valid(?1)",
+    /* org_id 0 is a deleted event's tombstone (store_sqlite_events.c); the organization scans
+     * never meet one. */
+    [TST_SCAN_ALL] = "SELECT seq, doc FROM events WHERE seq > ?1 AND org_id <> 0" SCAN_STATUS
+                     " ORDER BY seq LIMIT ?3",
     /* NOT INDEXED keeps the planner off events_org_date (it would sort the whole org). */
     [TST_SCAN_ORG_SEQ] =
         "SELECT seq, doc FROM events NOT INDEXED WHERE seq > ?1 AND org_id = ?4" SCAN_STATUS
@@ -90,7 +103,22 @@ static int task_valid(const struct sl_task *t)
     if (strnlen(t->error, sizeof(t->error)) == sizeof(t->error))
         return 0;
     return t->total >= 0 && t->done >= 0 && t->matched >= 0 && t->created_ms >= 0 &&
-           t->started_ms >= 0 && t->finished_ms >= 0;
+           t->started_ms >= 0 && t->finished_ms >= 0 && t->cursor >= 0;
+}
+
+/* Whether params (non-NULL) are well-formed JSON of at most TASK_PARAMS_MAX bytes. */
+static int params_check(struct sqlite_store *s, const char *params)
+{
+    if (strnlen(params, TASK_PARAMS_MAX + 1) > TASK_PARAMS_MAX)
+        return SL_EINVAL;
+    sqlite3_stmt *q = s->tst[TST_PARAMS_VALID];
+    sqlite3_bind_text(q, 1, params, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    int valid = rc == SQLITE_ROW && sqlite3_column_int(q, 0) == 1;
+    sl_sqlite_done(q);
+    if (rc != SQLITE_ROW)
+        return sl_sqlite_fail(s, rc, "checking a task's params");
+    return valid ? 0 : SL_EINVAL;
 }
 
 /* A single statement, so no transaction: the organization resolved first is never deleted. */
@@ -101,7 +129,9 @@ int sl_sqlite_task_put(struct sl_store *st, const struct sl_task *t)
     int64_t org_id = 0;
     if (!task_valid(t))
         return SL_EINVAL;
-    int rc = sl_sqlite_org_resolve(s, t->org, &org_id);
+    int rc = t->params ? params_check(s, t->params) : 0;
+    if (rc == 0)
+        rc = sl_sqlite_org_resolve(s, t->org, &org_id);
     if (rc)
         return rc;
     sl_sqlite_uuid_lower(t->id, id);
@@ -121,6 +151,8 @@ int sl_sqlite_task_put(struct sl_store *st, const struct sl_task *t)
     sqlite3_bind_int64(q, 11, t->finished_ms);
     sqlite3_bind_int64(q, 12, sl_now_ms());
     sqlite3_bind_text(q, 13, t->error, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 14, t->cursor);
+    sl_sqlite_bind_opt_text(q, 15, t->params);
     return sl_sqlite_step_done(s, q, "writing a task");
 }
 
@@ -139,6 +171,8 @@ static void task_from_row(sqlite3_stmt *q, struct sl_task *out)
     out->finished_ms = sqlite3_column_int64(q, 10);
     out->updated_ms = sqlite3_column_int64(q, 11);
     sl_sqlite_copy_col(out->error, sizeof(out->error), q, 12);
+    out->cursor = sqlite3_column_int64(q, 13);
+    out->params = NULL;
 }
 
 int sl_sqlite_task_get(struct sl_store *st, const char *id, struct sl_task *out)
@@ -205,6 +239,41 @@ int sl_sqlite_task_list(struct sl_store *st, const char *state, size_t limit, st
     *out = v;
     *out_n = n;
     return 0;
+}
+
+int sl_sqlite_task_params(struct sl_store *st, const char *id, char **out_json)
+{
+    struct sqlite_store *s = from_base(st);
+    char lower[SL_UUID_LEN + 1];
+    if (!out_json)
+        return SL_EINVAL;
+    *out_json = NULL;
+    if (!id || !sl_uuid_valid(id))
+        return SL_ENOTFOUND;
+    sl_sqlite_uuid_lower(id, lower);
+    sqlite3_stmt *q = s->tst[TST_TASK_PARAMS];
+    sqlite3_bind_text(q, 1, lower, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(q, 0);
+        size_t len = (size_t)sqlite3_column_bytes(q, 0);
+        if (!v || len == 0)
+            v = "{}", len = 2;
+        *out_json = malloc(len + 1);
+        if (*out_json) {
+            memcpy(*out_json, v, len);
+            (*out_json)[len] = 0;
+            rc = 0;
+        } else {
+            rc = SL_ENOMEM;
+        }
+    } else if (rc == SQLITE_DONE) {
+        rc = SL_ENOTFOUND;
+    } else {
+        rc = sl_sqlite_fail(s, rc, "reading a task's params");
+    }
+    sl_sqlite_done(q);
+    return rc;
 }
 
 /* ---- scanning events ---- */

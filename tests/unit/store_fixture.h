@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <sqlite3.h>
+
 #include "store/store.h"
 
 struct fx {
@@ -66,6 +68,39 @@ static inline int teardown(void **state)
     remove_tree(f->dir);
     free(f);
     return 0;
+}
+
+/* Direct SQLite access to the store's file, for checks the interface does not expose. */
+static inline sqlite3 *raw_open(const char *dir)
+{
+    char path[4096];
+    sqlite3 *db = NULL;
+    assert_true((size_t)snprintf(path, sizeof(path), "%s/sluice.db", dir) < sizeof(path));
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+                     SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    return db;
+}
+
+/* The integer the query's first row starts with. */
+static inline int64_t raw_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return v;
+}
+
+static inline void raw_exec(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg ? msg : "?");
+    sqlite3_free(msg);
 }
 
 #endif

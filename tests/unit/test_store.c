@@ -138,26 +138,6 @@ static void refs_of(const char *json, char *out, size_t cap)
 
 /* ---- raw access to the database file, as another program would see it ---- */
 
-static sqlite3 *raw_open(const char *dir)
-{
-    char path[4096];
-    sqlite3 *db = NULL;
-    assert_true((size_t)snprintf(path, sizeof(path), "%s/sluice.db", dir) < sizeof(path));
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    return db;
-}
-
-static int64_t raw_int(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *q = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    return v;
-}
-
 static void raw_text(sqlite3 *db, const char *sql, char *out, size_t cap)
 {
     sqlite3_stmt *q = NULL;
@@ -185,16 +165,21 @@ static void test_schema_create_and_reopen(void **state)
     sl_store_close(st);
 
     sqlite3 *db = raw_open(dir);
-    assert_int_equal(raw_int(db, "PRAGMA user_version"), 2);
+    assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
     raw_text(db, "PRAGMA journal_mode", text, sizeof(text));
     assert_string_equal(text, "wal");
     assert_int_equal(raw_int(db, "PRAGMA page_size"), 8192);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND"
                                  " name IN ('orgs', 'api_keys', 'events', 'event_keys')"),
                      4);
-    /* The events table has exactly one secondary index. */
+    /* The events table has one full secondary index, plus the partial one on the case (an
+     * event in no case has no entry in it). */
     assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND"
                                  " tbl_name = 'events'"),
+                     2);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND"
+                                 " tbl_name = 'events' AND name = 'events_case' AND"
+                                 " sql LIKE '%WHERE case_id IS NOT NULL%'"),
                      1);
     sqlite3_close(db);
 
@@ -204,10 +189,10 @@ static void test_schema_create_and_reopen(void **state)
     sl_store_close(st);
 
     db = raw_open(dir);
-    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     assert_null(sl_store_open(dir, err, sizeof(err)));
-    assert_non_null(strstr(err, "schema version 3 is newer than this sluice supports (2)"));
+    assert_non_null(strstr(err, "schema version 4 is newer than this sluice supports (3)"));
 
     db = raw_open(dir);
     assert_int_equal(

@@ -1,6 +1,7 @@
-/* Unit tests of the store's schema version 2 on SQLite: migration from version 1, organization
- * defaults, metadata objects, intel list values, the effects of storing an event (rule hits,
- * cases, mutes) and deduplication of events a rule moved to another organization. */
+/* Unit tests of the store's schema versions 2 and 3 on SQLite: migration from version 1,
+ * organization defaults, metadata objects, intel list values, the effects of storing an event
+ * (rule hits, cases, mutes) and deduplication of events a rule moved to another organization.
+ * Cases themselves: test_store_cases.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,35 +31,6 @@
 static int setup(void **state)
 {
     return fx_setup(state, 2);
-}
-
-static sqlite3 *raw_open(const char *dir)
-{
-    char path[4096];
-    sqlite3 *db = NULL;
-    assert_true((size_t)snprintf(path, sizeof(path), "%s/sluice.db", dir) < sizeof(path));
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
-                     SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    return db;
-}
-
-static int64_t raw_int(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *q = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    return v;
-}
-
-static void raw_exec(sqlite3 *db, const char *sql)
-{
-    char *msg = NULL;
-    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-    if (rc != SQLITE_OK)
-        fail_msg("%s: %s", sql, msg ? msg : "?");
 }
 
 static int64_t version(struct sl_store *st)
@@ -263,7 +235,7 @@ static void test_migrate_v1(void **state)
 
     struct sl_store *st = open_store(dir);
     sqlite3 *db = raw_open(dir);
-    assert_int_equal(raw_int(db, "PRAGMA user_version"), 2);
+    assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
     /* Every row is kept. */
     assert_int_equal(raw_int(db, "SELECT count(*) FROM orgs"), 2);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM api_keys WHERE key_id = 'k1'"), 1);
@@ -320,7 +292,7 @@ static void test_migrate_v1(void **state)
     /* Reopening migrates nothing again and adds no second set of defaults. */
     st = open_store(dir);
     db = raw_open(dir);
-    assert_int_equal(raw_int(db, "PRAGMA user_version"), 2);
+    assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM meta"), 90);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM orgs WHERE is_default = 1"), 1);
     sqlite3_close(db);
@@ -387,7 +359,7 @@ static void test_migrate_v1_concurrent(void **state)
         assert_true(o[i].ok);
     }
     sqlite3 *db = raw_open(dir);
-    assert_int_equal(raw_int(db, "PRAGMA user_version"), 2);
+    assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM meta"), 60);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM events"), 3);
     sqlite3_close(db);
@@ -934,11 +906,11 @@ static void test_effects_once(void **state)
     free(doc);
     sqlite3 *db = raw_open(f->dir);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM cases"), 1);
-    assert_int_equal(raw_int(db, "SELECT count(*) FROM case_events"), 1);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM events WHERE case_id IS NOT NULL"), 1);
     sqlite3_close(db);
 
     /* A new event: hits add up, last_hit is the latest created_ms, the case is not created
-     * again but the event joins it; an unknown case is ignored. */
+     * again but the event joins it; an unknown case is not joined. */
     struct tev t2, t3;
     tev_make(&t2, f->org.uuid, f->org.uuid, "e2", 3, 6000);
     t2.row.effects = &fx;
@@ -964,8 +936,12 @@ static void test_effects_once(void **state)
     free(doc);
     db = raw_open(f->dir);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM cases"), 1);
-    assert_int_equal(raw_int(db, "SELECT count(*) FROM case_events"), 2);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM events WHERE case_id IS NOT NULL"), 2);
     sqlite3_close(db);
+    assert_int_equal(sl_store_case_events(f->st, case_uuid, &doc), 0);
+    snprintf(want, sizeof(want), "[\"%s\",\"%s\"]", t.uuid, t2.uuid);
+    assert_string_equal(doc, want);
+    free(doc);
     assert_int_equal(event_count(f->st, f->org.uuid), 3);
 }
 
@@ -1230,14 +1206,14 @@ static void test_cases(void **state)
     assert_int_equal(sl_store_case_get(f->st, f->org.uuid, c1, &doc), 0);
     cJSON *d = cJSON_Parse(doc);
     assert_non_null(d);
-    assert_int_equal(cJSON_GetArraySize(d), 13);
+    assert_int_equal(cJSON_GetArraySize(d), 20); /* every member: test_store_cases.c */
     assert_string_equal(cJSON_GetObjectItem(d, "uuid")->valuestring, c1);
     assert_string_equal(cJSON_GetObjectItem(d, "organization")->valuestring, f->org.uuid);
     assert_string_equal(cJSON_GetObjectItem(d, "title")->valuestring, "Bad \"login\"\n");
     assert_string_equal(cJSON_GetObjectItem(d, "description")->valuestring, "");
     assert_int_equal(cJSON_GetObjectItem(d, "severity")->valueint, 4);
     assert_int_equal(cJSON_GetObjectItem(d, "tlp")->valueint, 3);
-    assert_string_equal(cJSON_GetObjectItem(d, "status")->valuestring, "Open");
+    assert_string_equal(cJSON_GetObjectItem(d, "status")->valuestring, "New");
     cJSON *tags = cJSON_GetObjectItem(d, "tags");
     assert_int_equal(cJSON_GetArraySize(tags), 2);
     assert_string_equal(cJSON_GetArrayItem(tags, 1)->valuestring, "y\"z");
@@ -1248,7 +1224,8 @@ static void test_cases(void **state)
     assert_true(created >= before - 1 && created <= sl_now_ms());
     assert_string_equal(cJSON_GetObjectItem(d, "updated_at")->valuestring, at);
     assert_string_equal(cJSON_GetObjectItem(d, "event_rule")->valuestring, rule);
-    assert_string_equal(cJSON_GetObjectItem(d, "case_template")->valuestring, tmpl);
+    /* The template does not exist (any more): the case is made without it. */
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(d, "case_template")));
     cJSON_Delete(d);
     free(doc);
     doc = NULL;

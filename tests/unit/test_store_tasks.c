@@ -28,26 +28,6 @@ static int setup(void **state)
     return fx_setup(state, 3);
 }
 
-static sqlite3 *raw_open(const char *dir)
-{
-    char path[4096];
-    sqlite3 *db = NULL;
-    assert_true((size_t)snprintf(path, sizeof(path), "%s/sluice.db", dir) < sizeof(path));
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    return db;
-}
-
-static int64_t raw_int(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *q = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    return v;
-}
-
 static int64_t version(struct sl_store *st)
 {
     int64_t v = -1;
@@ -240,27 +220,6 @@ static void test_task_list(void **state)
     assert_int_equal(sl_store_task_put(f->st, &t[1]), 0);
     expect_tasks(f->st, "pending", 10, t, "3");
     expect_tasks(f->st, "running", 10, t, "1,0");
-}
-
-/* A file written by version 2 before tasks existed gets the table when it is opened. */
-static void test_task_table_added(void **state)
-{
-    struct fx *f = *state;
-    sl_store_close(f->st);
-    sqlite3 *db = raw_open(f->dir);
-    char *msg = NULL;
-    assert_int_equal(sqlite3_exec(db, "DROP TABLE tasks", NULL, NULL, &msg), SQLITE_OK);
-    assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'tasks'"), 0);
-    sqlite3_close(db);
-    f->st = open_store(f->dir);
-    struct sl_task t = task_make(f->org.uuid, "pending", 1), got;
-    assert_int_equal(sl_store_task_put(f->st, &t), 0);
-    assert_int_equal(sl_store_task_get(f->st, t.id, &got), 0);
-    db = raw_open(f->dir);
-    assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'tasks_state'"),
-                     1);
-    assert_int_equal(raw_int(db, "PRAGMA user_version"), 2);
-    sqlite3_close(db);
 }
 
 /* ---- events ---- */
@@ -708,8 +667,12 @@ static void test_update(void **state)
     char *doc = get_doc(f->st, f->org.uuid, t[0].uuid);
     assert_string_equal(doc, t[0].doc);
     free(doc);
+    /* The case link adds "case" to the document. */
     doc = get_doc(f->st, f->org2.uuid, t[1].uuid);
-    assert_string_equal(doc, t[1].doc);
+    char linked[600];
+    snprintf(linked, sizeof(linked), "%.*s,\"case\":\"%s\"}", (int)strlen(t[1].doc) - 1, t[1].doc,
+             case_uuid);
+    assert_string_equal(doc, linked);
     free(doc);
     assert_int_equal(sl_store_event_get(f->st, f->org.uuid, t[1].uuid, &doc), SL_ENOTFOUND);
     doc = get_doc(f->st, f->org.uuid, t[2].uuid);
@@ -751,7 +714,8 @@ static void test_update(void **state)
     assert_string_equal(s.ref[0], "u-1");
 
     /* Applied again: hits add up again (the caller decides when), the case is not created twice,
-     * and moving back restores the counts. */
+     * and moving back restores the counts; the case (globex's) does not hold the event, now
+     * acme's, any more. */
     tev_edit(&t[1], f->org.uuid, "New", 2);
     assert_int_equal(sl_store_event_update(f->st, &t[1].row, 1, &updated), 0);
     assert_int_equal(updated, 1);
@@ -761,8 +725,11 @@ static void test_update(void **state)
     assert_int_equal(event_count(f->st, f->org2.uuid), 0);
     sqlite3 *db = raw_open(f->dir);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM cases"), 1);
-    assert_int_equal(raw_int(db, "SELECT count(*) FROM case_events"), 1);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM events WHERE case_id IS NOT NULL"), 0);
     sqlite3_close(db);
+    assert_int_equal(sl_store_case_events(f->st, case_uuid, &doc), 0);
+    assert_string_equal(doc, "[]");
+    free(doc);
 
     /* The event is still deduplicated by its uuid after the move: a redelivery is not stored. */
     tev_edit(&t[2], f->org3.uuid, "New", 2);
@@ -839,7 +806,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_task_crud, setup, teardown),
         cmocka_unit_test_setup_teardown(test_task_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_task_list, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_task_table_added, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan_100k, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update, setup, teardown),
