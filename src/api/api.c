@@ -32,8 +32,9 @@ static const struct sl_api_route r_ingest = {SL_ROLE_ADMIN | SL_ROLE_AGENT, "sen
                                              sl_api_ingest_headers, sl_api_ingest, NULL};
 static const struct sl_api_route r_queue_stats = {SL_ROLE_ANY, "read queue stats",
                                                   sl_api_queue_stats, NULL, NULL};
-static const struct sl_api_route r_task_get = {SL_ROLE_ADMIN | SL_ROLE_ANALYST, "read tasks",
-                                               sl_api_task_get, NULL, NULL};
+/* Agents read the tasks of their own bulk requests (api_task.c refuses them other kinds). */
+static const struct sl_api_route r_task_get = {SL_ROLE_ANY, "read tasks", sl_api_task_get, NULL,
+                                               NULL};
 static const struct sl_api_route r_event_get = {SL_ROLE_ADMIN | SL_ROLE_ANALYST, "read events",
                                                 sl_api_event_get, NULL, NULL};
 static const struct sl_api_route r_event_list = {SL_ROLE_ADMIN | SL_ROLE_ANALYST, "read events",
@@ -111,12 +112,79 @@ static const struct sl_api_route r_type_update = {META_ADMIN, "change data types
 static const struct sl_api_route r_type_delete = {
     META_ADMIN, "change data types", sl_api_simple_delete, NULL, &sl_api_kind_data_type};
 
+/* Events: analysts triage (dismiss, acknowledge, reopen, export); only admins delete. */
+#define EV_WORK (SL_ROLE_ADMIN | SL_ROLE_ANALYST)
+static const struct sl_api_route r_event_stats = {EV_WORK, "read events", sl_api_event_stats, NULL,
+                                                  NULL};
+static const struct sl_api_route r_event_select_all = {EV_WORK, "read events",
+                                                       sl_api_event_select_all, NULL, NULL};
+static const struct sl_api_route r_event_export = {EV_WORK, "export events", sl_api_event_export,
+                                                   NULL, NULL};
+static const struct sl_api_route r_event_dismiss = {
+    EV_WORK, "dismiss events", sl_api_meta_expect_body, sl_api_event_action, "dismiss"};
+static const struct sl_api_route r_event_ack = {
+    EV_WORK, "acknowledge events", sl_api_meta_expect_body, sl_api_event_action, "acknowledge"};
+static const struct sl_api_route r_event_unack = {
+    EV_WORK, "acknowledge events", sl_api_meta_expect_body, sl_api_event_action, "unacknowledge"};
+static const struct sl_api_route r_event_reopen = {
+    EV_WORK, "reopen events", sl_api_meta_expect_body, sl_api_event_action, "reopen"};
+static const struct sl_api_route r_event_delete = {
+    SL_ROLE_ADMIN, "delete events", sl_api_meta_expect_body, sl_api_event_action, "delete"};
+
+/* Cases and case templates: analysts work cases; only admins delete a case or change templates. */
+static const struct sl_api_route r_case_list = {EV_WORK, "read cases", sl_api_case_list, NULL,
+                                                NULL};
+static const struct sl_api_route r_case_get = {EV_WORK, "read cases", sl_api_case_get, NULL, NULL};
+static const struct sl_api_route r_case_create = {EV_WORK, "change cases", sl_api_meta_expect_body,
+                                                  sl_api_case_create, NULL};
+static const struct sl_api_route r_case_update = {EV_WORK, "change cases", sl_api_meta_expect_body,
+                                                  sl_api_case_update, NULL};
+static const struct sl_api_route r_case_delete = {SL_ROLE_ADMIN, "delete cases", sl_api_case_delete,
+                                                  NULL, NULL};
+static const struct sl_api_route r_case_add_events = {
+    EV_WORK, "change cases", sl_api_meta_expect_body, sl_api_case_add_events, NULL};
+static const struct sl_api_route r_case_close = {EV_WORK, "change cases", sl_api_meta_expect_body,
+                                                 sl_api_case_close, NULL};
+static const struct sl_api_route r_case_reopen = {EV_WORK, "change cases", sl_api_meta_expect_body,
+                                                  sl_api_case_reopen, NULL};
+static const struct sl_api_route r_case_events = {EV_WORK, "read cases", sl_api_case_events, NULL,
+                                                  NULL};
+static const struct sl_api_route r_case_observables = {EV_WORK, "read cases",
+                                                       sl_api_case_observables, NULL, NULL};
+static const struct sl_api_route r_comment_list = {EV_WORK, "read cases", sl_api_case_comment_list,
+                                                   NULL, NULL};
+static const struct sl_api_route r_comment_add = {EV_WORK, "change cases", sl_api_meta_expect_body,
+                                                  sl_api_case_comment_add, NULL};
+static const struct sl_api_route r_comment_delete = {EV_WORK, "change cases",
+                                                     sl_api_case_comment_delete, NULL, NULL};
+static const struct sl_api_route r_tmpl_list = {
+    META_READ, "read case templates", sl_api_simple_list, NULL, &sl_api_kind_case_template};
+static const struct sl_api_route r_tmpl_get = {META_READ, "read case templates", sl_api_simple_get,
+                                               NULL, &sl_api_kind_case_template};
+static const struct sl_api_route r_tmpl_create = {META_ADMIN, "change case templates",
+                                                  sl_api_meta_expect_body, sl_api_simple_create,
+                                                  &sl_api_kind_case_template};
+static const struct sl_api_route r_tmpl_update = {META_ADMIN, "change case templates",
+                                                  sl_api_meta_expect_body, sl_api_simple_update,
+                                                  &sl_api_kind_case_template};
+static const struct sl_api_route r_tmpl_delete = {
+    META_ADMIN, "change case templates", sl_api_simple_delete, NULL, &sl_api_kind_case_template};
+
 static const struct sl_api_route r_metrics = {0, NULL, sl_api_metrics, NULL, NULL};
 
 /* Literal segments beat "*", so _bulk and queue_stats are never taken for an event uuid. */
 static const struct sl_route routes[] = {
     {"/api/v2.0/event/_bulk", SL_HTTP_POST, &r_ingest},
     {"/api/v2.0/event/queue_stats", SL_HTTP_GET, &r_queue_stats},
+    {"/api/v2.0/event/stats", SL_HTTP_GET, &r_event_stats},
+    {"/api/v2.0/event/bulk_select_all", SL_HTTP_GET, &r_event_select_all},
+    {"/api/v2.0/event/export", SL_HTTP_GET, &r_event_export},
+    {"/api/v2.0/event/bulk_dismiss", SL_HTTP_PUT, &r_event_dismiss},
+    {"/api/v2.0/event/dismiss_by_filter", SL_HTTP_PUT, &r_event_dismiss},
+    {"/api/v2.0/event/acknowledge", SL_HTTP_PUT, &r_event_ack},
+    {"/api/v2.0/event/unacknowledge", SL_HTTP_PUT, &r_event_unack},
+    {"/api/v2.0/event/reopen", SL_HTTP_PUT, &r_event_reopen},
+    {"/api/v2.0/event/bulk_delete", SL_HTTP_POST, &r_event_delete},
     {"/api/v2.0/event/*", SL_HTTP_GET, &r_event_get},
     {"/api/v2.0/task/*", SL_HTTP_GET, &r_task_get},
     {"/api/v2.0/event", SL_HTTP_GET, &r_event_list},
@@ -150,6 +218,24 @@ static const struct sl_route routes[] = {
     {"/api/v2.0/data_type/*", SL_HTTP_DELETE, &r_type_delete},
     {"/api/v2.0/data_type", SL_HTTP_GET, &r_type_list},
     {"/api/v2.0/data_type", SL_HTTP_POST, &r_type_create},
+    {"/api/v2.0/case/*/add_events", SL_HTTP_PUT, &r_case_add_events},
+    {"/api/v2.0/case/*/close", SL_HTTP_PUT, &r_case_close},
+    {"/api/v2.0/case/*/reopen", SL_HTTP_PUT, &r_case_reopen},
+    {"/api/v2.0/case/*/events", SL_HTTP_GET, &r_case_events},
+    {"/api/v2.0/case/*/observables", SL_HTTP_GET, &r_case_observables},
+    {"/api/v2.0/case/*/comments/*", SL_HTTP_DELETE, &r_comment_delete},
+    {"/api/v2.0/case/*/comments", SL_HTTP_GET, &r_comment_list},
+    {"/api/v2.0/case/*/comments", SL_HTTP_POST, &r_comment_add},
+    {"/api/v2.0/case/*", SL_HTTP_GET, &r_case_get},
+    {"/api/v2.0/case/*", SL_HTTP_PUT, &r_case_update},
+    {"/api/v2.0/case/*", SL_HTTP_DELETE, &r_case_delete},
+    {"/api/v2.0/case", SL_HTTP_GET, &r_case_list},
+    {"/api/v2.0/case", SL_HTTP_POST, &r_case_create},
+    {"/api/v2.0/case_template/*", SL_HTTP_GET, &r_tmpl_get},
+    {"/api/v2.0/case_template/*", SL_HTTP_PUT, &r_tmpl_update},
+    {"/api/v2.0/case_template/*", SL_HTTP_DELETE, &r_tmpl_delete},
+    {"/api/v2.0/case_template", SL_HTTP_GET, &r_tmpl_list},
+    {"/api/v2.0/case_template", SL_HTTP_POST, &r_tmpl_create},
     {"/health", SL_HTTP_GET, &r_health},
     {"/metrics", SL_HTTP_GET, &r_metrics},
 };

@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "api/api_internal.h"
+#include "api/api_task.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -117,17 +118,19 @@ static int add_rejection(cJSON *rejected, size_t index, const char *msg)
 }
 
 /* Normalizes every event into msgs (records malloc'd) and rejections; *out_n accepted. */
-static int normalize_all(const cJSON *events, const struct sl_ingest_ctx *ctx,
+static int normalize_all(const cJSON *events, const struct sl_ingest_ctx *req_ctx,
                          struct sl_stream_msg *msgs, size_t *out_n, cJSON *rejected)
 {
     const cJSON *ev;
     size_t i = 0, n = 0;
     char err[256];
+    struct sl_ingest_ctx ctx = *req_ctx;
     cJSON_ArrayForEach(ev, events)
     {
         char *rec = NULL;
         size_t len = 0;
-        int rc = sl_event_normalize(ev, ctx, &rec, &len, err, sizeof(err));
+        ctx.ingest_index = (int64_t)i;
+        int rc = sl_event_normalize(ev, &ctx, &rec, &len, err, sizeof(err));
         if (rc == 0) {
             msgs[n].data = rec;
             msgs[n].len = len;
@@ -140,6 +143,79 @@ static int normalize_all(const cJSON *events, const struct sl_ingest_ctx *ctx,
     }
     *out_n = n;
     return 0;
+}
+
+/* The end of the request, folded into its last accepted record as a first member "_meta":
+ * {"_meta":{"action":"task_end","task","accepted","rejected":[{"index","error"}...],
+ * "received_ms"},<the record's members>}. A client's event can never start with a member
+ * whose name starts with "_" (sl_event_normalize refuses them), so the worker knows the end by
+ * the record's first bytes, and since the end travels in the request's last record, a worker
+ * that has processed it has processed every event of the request (one append, one partition,
+ * in order). The end costs no record of its own: the backlog stays a count of events. */
+static int fold_task_end(struct sl_stream_msg *last, const char *task_id, size_t accepted,
+                         cJSON *rejected, int64_t received_ms)
+{
+    static const char head[] = "{\"_meta\":";
+    const char *rec = last->data;
+    cJSON *meta = cJSON_CreateObject();
+    char *text = NULL;
+    int rc = SL_ENOMEM;
+    if (!meta || !cJSON_AddStringToObject(meta, "action", "task_end") ||
+        !cJSON_AddStringToObject(meta, "task", task_id) ||
+        !cJSON_AddNumberToObject(meta, "accepted", (double)accepted) ||
+        !cJSON_AddItemReferenceToObject(meta, "rejected", rejected) ||
+        !cJSON_AddNumberToObject(meta, "received_ms", (double)received_ms) ||
+        !(text = cJSON_PrintUnformatted(meta)))
+        goto out;
+    size_t hl = sizeof(head) - 1, ml = strlen(text);
+    /* the record is a JSON object with members: "{...}" */
+    char *folded = last->len > 2 && rec[0] == '{' ? malloc(hl + ml + last->len + 1) : NULL;
+    if (!folded)
+        goto out;
+    memcpy(folded, head, hl);
+    memcpy(folded + hl, text, ml);
+    folded[hl + ml] = ',';
+    memcpy(folded + hl + ml + 1, rec + 1, last->len - 1);
+    folded[hl + ml + last->len] = 0;
+    free((void *)last->data);
+    last->data = folded;
+    last->len = hl + ml + last->len;
+    rc = 0;
+out:
+    free(text);
+    cJSON_Delete(meta);
+    return rc;
+}
+
+/* A request that put nothing in the stream (every event rejected, or none sent) ends at once:
+ * its end and rejections are recorded in the store directly. */
+static int record_ended_task(struct sl_api *api, struct sl_http_req *req, const char *task_id,
+                             const char *org, cJSON *rejected, int64_t received_ms)
+{
+    size_t n = (size_t)cJSON_GetArraySize(rejected), i = 0;
+    struct sl_store_outcome *o = calloc(n ? n : 1, sizeof(*o));
+    const cJSON *r;
+    if (!o)
+        return SL_ENOMEM;
+    cJSON_ArrayForEach(r, rejected)
+    {
+        const cJSON *idx = cJSON_GetObjectItemCaseSensitive(r, "index");
+        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(r, "error");
+        o[i].task = task_id;
+        o[i].org = org;
+        o[i].index = cJSON_IsNumber(idx) ? (int64_t)idx->valuedouble : (int64_t)i;
+        o[i].outcome = SL_OUT_REJECTED;
+        o[i].detail = cJSON_IsString(msg) ? msg->valuestring : NULL;
+        i++;
+    }
+    struct sl_store_ingest_done done = {task_id, org, 0, (int64_t)n, received_ms};
+    struct sl_store_batch batch = {o, n, &done, 1};
+    struct sl_store *st = sl_api_store_get(api, req);
+    int rc = st ? sl_store_put_batch(st, NULL, 0, &batch, NULL) : SL_EIO;
+    if (st)
+        sl_api_store_put(api, req);
+    free(o);
+    return rc;
 }
 
 void sl_api_ingest(struct sl_api *api, struct sl_http_req *req)
@@ -175,8 +251,11 @@ void sl_api_ingest(struct sl_api *api, struct sl_http_req *req)
         goto out;
     }
     sl_uuid4(task_id);
-    struct sl_ingest_ctx ctx = {ar->who.org_uuid, ar->who.key_id, ar->who.role, task_id,
-                                sl_now_ms()};
+    struct sl_ingest_ctx ctx = {.org_uuid = ar->who.org_uuid,
+                                .agent_id = ar->who.key_id,
+                                .agent_type = ar->who.role,
+                                .task_id = task_id,
+                                .received_ms = sl_now_ms()};
     msgs = calloc(n ? n : 1, sizeof(*msgs));
     rejected = cJSON_CreateArray();
     rc = msgs && rejected ? normalize_all(events, &ctx, msgs, &accepted, rejected) : SL_ENOMEM;
@@ -187,6 +266,18 @@ void sl_api_ingest(struct sl_api *api, struct sl_http_req *req)
         sl_http_reply_error(req, 503, "out of memory", "nothing was accepted");
         goto out;
     }
+    if (accepted &&
+        fold_task_end(&msgs[accepted - 1], task_id, accepted, rejected, ctx.received_ms) != 0) {
+        sl_http_req_add_header(req, "Retry-After", "1");
+        sl_http_reply_error(req, 503, "out of memory", "nothing was accepted");
+        goto out;
+    }
+    if (!accepted && (rc = record_ended_task(api, req, task_id, ar->who.org_uuid, rejected,
+                                             ctx.received_ms)) != 0) {
+        SL_WARN("task %s: cannot record its end: %s", task_id, sl_strerror(rc));
+        sl_api_reply_store_error(req, rc);
+        goto out;
+    }
     rc = accepted ? append(api, msgs, accepted) : 0;
     if (rc) {
         SL_WARN("append of %zu events failed: %s", accepted, sl_strerror(rc));
@@ -195,6 +286,8 @@ void sl_api_ingest(struct sl_api *api, struct sl_http_req *req)
     }
     /* Seen by concurrent requests before the next backlog refresh. */
     atomic_fetch_add(&api->backlog, (int64_t)accepted);
+    sl_api_task_note(task_id, ar->who.org_uuid, (int64_t)accepted,
+                     (int64_t)cJSON_GetArraySize(rejected), ctx.received_ms);
     reply_accepted(api, req, task_id, accepted, rejected);
 out:
     for (size_t i = 0; msgs && i < accepted; i++)
@@ -375,11 +468,56 @@ static void reply_list_error(struct sl_http_req *req, int rc)
         sl_api_reply_store_error(req, rc);
 }
 
-enum sl_http_next sl_api_event_list(struct sl_api *api, struct sl_http_req *req)
+static int key_is_default(struct sl_store *st, const struct sl_principal *who, int *out)
+{
+    struct sl_org org;
+    int rc = sl_store_org_get(st, who->org_uuid, NULL, &org);
+    *out = rc == 0 && org.is_default;
+    return rc == SL_ENOTFOUND ? 0 : rc;
+}
+
+/* The organization whose events a list reads: the key's own, or the one ?organization= names
+ * when the key is the default organization's (the parent of every other). Another key naming
+ * another organization, or a default key naming none that exists, gets 404 (as for another
+ * organization's event). Answers and returns non-zero on failure. */
+static int list_org(struct sl_http_req *req, struct sl_store *st, char out[SL_UUID_LEN + 1])
 {
     struct sl_api_req *ar = req->app;
-    struct sl_event_filter f = {.org = ar->who.org_uuid};
-    char err[256], *events = NULL;
+    const char *v = sl_http_query_get(&req->query, "organization");
+    struct sl_org org;
+    char err[160];
+    int is_default = 0, rc;
+    memcpy(out, ar->who.org_uuid, SL_UUID_LEN + 1);
+    if (!v || !v[0])
+        return 0;
+    if (strlen(v) != SL_UUID_LEN || !sl_uuid_valid(v)) {
+        bad_param(err, sizeof(err), "organization", v, "an organization uuid");
+        sl_http_reply_error(req, 400, "invalid parameter", err);
+        return SL_EINVAL;
+    }
+    for (size_t i = 0; i <= SL_UUID_LEN; i++)
+        out[i] = (char)tolower((unsigned char)v[i]);
+    if (strcmp(out, ar->who.org_uuid) == 0)
+        return 0;
+    rc = key_is_default(st, &ar->who, &is_default);
+    if (rc == 0 && is_default)
+        rc = sl_store_org_get(st, out, NULL, &org);
+    else if (rc == 0)
+        rc = SL_ENOTFOUND;
+    if (rc == SL_ENOTFOUND)
+        sl_http_reply_error(req, 404, "not found", "no such organization");
+    else if (rc)
+        sl_api_reply_store_error(req, rc);
+    return rc;
+}
+
+enum sl_http_next sl_api_event_list(struct sl_api *api, struct sl_http_req *req)
+{
+    const char *grouped = sl_http_query_get(&req->query, "grouped");
+    if (grouped && (!strcmp(grouped, "true") || !strcmp(grouped, "1")))
+        return sl_api_event_grouped(api, req);
+    struct sl_event_filter f = {.org = NULL};
+    char err[256], *events = NULL, org[SL_UUID_LEN + 1];
     int64_t total = 0;
     if (sl_api_event_filter_parse(&req->query, &f, err, sizeof(err)) != 0) {
         sl_http_reply_error(req, 400, "invalid parameter", err);
@@ -400,6 +538,11 @@ enum sl_http_next sl_api_event_list(struct sl_api *api, struct sl_http_req *req)
         sl_api_reply_store_error(req, 0);
         return SL_HTTP_DONE;
     }
+    if (list_org(req, st, org) != 0) {
+        sl_api_store_put(api, req);
+        return SL_HTTP_DONE;
+    }
+    f.org = org;
     int rc = sl_store_event_list(st, &f, &events, &total);
     sl_api_store_put(api, req);
     if (rc) {
@@ -419,6 +562,27 @@ enum sl_http_next sl_api_event_list(struct sl_api *api, struct sl_http_req *req)
 }
 
 /* ---- GET /api/v2.0/event/<uuid> ---- */
+
+/* For a key of the default organization, the event in whichever other organization holds it
+ * (a rule may have moved it away from the one it arrived in); SL_ENOTFOUND for other keys. */
+static int event_get_elsewhere(struct sl_store *st, const struct sl_principal *who,
+                               const char *uuid, char **out_doc)
+{
+    struct sl_org *orgs = NULL;
+    size_t n = 0;
+    int is_default = 0;
+    int rc = key_is_default(st, who, &is_default);
+    if (rc || !is_default)
+        return rc ? rc : SL_ENOTFOUND;
+    if ((rc = sl_store_org_list(st, &orgs, &n)) != 0)
+        return rc;
+    rc = SL_ENOTFOUND;
+    for (size_t i = 0; i < n && rc == SL_ENOTFOUND; i++)
+        if (strcmp(orgs[i].uuid, who->org_uuid) != 0)
+            rc = sl_store_event_get(st, orgs[i].uuid, uuid, out_doc);
+    free(orgs);
+    return rc;
+}
 
 enum sl_http_next sl_api_event_get(struct sl_api *api, struct sl_http_req *req)
 {
@@ -443,6 +607,8 @@ enum sl_http_next sl_api_event_get(struct sl_api *api, struct sl_http_req *req)
         return SL_HTTP_DONE;
     }
     int rc = sl_store_event_get(st, ar->who.org_uuid, uuid, &doc);
+    if (rc == SL_ENOTFOUND)
+        rc = event_get_elsewhere(st, &ar->who, uuid, &doc);
     sl_api_store_put(api, req);
     if (rc == SL_ENOTFOUND)
         sl_http_reply_error(req, 404, "not found", "no such event");

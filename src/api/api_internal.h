@@ -212,6 +212,14 @@ void sl_api_rule_test(struct sl_api *api, struct sl_http_req *req);
 /* GET /api/v2.0/task/<id> (api_task.c). */
 enum sl_http_next sl_api_task_get(struct sl_api *api, struct sl_http_req *req);
 
+/* Builds the document of a new rule from body (the fields POST /event_rule takes) as a create
+ * stores it: every field with its default, then uuid, organization, created_by (by) and
+ * expire_at. Checks the field table only: the caller checks the query and the objects the
+ * actions name. *out (caller owns) is NULL on failure. Returns 0, SL_EINVAL with "<field>: ..."
+ * in err, or SL_ENOMEM. Any thread. (api_rules.c; api_case.c generates merge rules with it.) */
+int sl_api_rule_doc_new(const cJSON *body, const char *uuid, const char *org, const char *by,
+                        cJSON **out, char *err, size_t errlen);
+
 /* Drops the ruleset test_rql keeps (call when the api stops). */
 void sl_api_rule_cache_fini(void);
 
@@ -229,11 +237,45 @@ void sl_api_list_values_delete(struct sl_api *api, struct sl_http_req *req);
  * kind (sl_api_kind_*). */
 struct sl_api_simple_kind;
 extern const struct sl_api_simple_kind sl_api_kind_close_reason, sl_api_kind_status,
-    sl_api_kind_data_type;
+    sl_api_kind_data_type, sl_api_kind_case_template;
 enum sl_http_next sl_api_simple_list(struct sl_api *api, struct sl_http_req *req);
 enum sl_http_next sl_api_simple_get(struct sl_api *api, struct sl_http_req *req);
 void sl_api_simple_create(struct sl_api *api, struct sl_http_req *req);
 void sl_api_simple_update(struct sl_api *api, struct sl_http_req *req);
 enum sl_http_next sl_api_simple_delete(struct sl_api *api, struct sl_http_req *req);
+
+/* ---- Events: grouping, stats, selections, actions, export (api_event_query.c) ---- */
+
+/* GET /api/v2.0/event?grouped=true (sl_api_event_list hands it over), /event/stats,
+ * /event/bulk_select_all, /event/export (streamed NDJSON or CSV). */
+enum sl_http_next sl_api_event_grouped(struct sl_api *api, struct sl_http_req *req);
+enum sl_http_next sl_api_event_stats(struct sl_api *api, struct sl_http_req *req);
+enum sl_http_next sl_api_event_select_all(struct sl_api *api, struct sl_http_req *req);
+enum sl_http_next sl_api_event_export(struct sl_api *api, struct sl_http_req *req);
+/* Dismiss, acknowledge, unacknowledge, reopen, delete: the route's data names the action. */
+void sl_api_event_action(struct sl_api *api, struct sl_http_req *req);
+
+struct sl_task;
+/* Answers an action started with sl_action_start: 200 with the task and its counts when it is
+ * complete, 202 with the task id and progress when worker 0 finishes it. extra (taken over,
+ * may be NULL) adds members (a case, say). */
+void sl_api_action_reply(struct sl_http_req *req, const struct sl_task *t, int complete,
+                         cJSON *extra);
+
+/* ---- Cases and their comments (api_case.c) ---- */
+
+enum sl_http_next sl_api_case_list(struct sl_api *api, struct sl_http_req *req);
+enum sl_http_next sl_api_case_get(struct sl_api *api, struct sl_http_req *req);
+void sl_api_case_create(struct sl_api *api, struct sl_http_req *req);
+void sl_api_case_update(struct sl_api *api, struct sl_http_req *req);
+enum sl_http_next sl_api_case_delete(struct sl_api *api, struct sl_http_req *req);
+void sl_api_case_add_events(struct sl_api *api, struct sl_http_req *req);
+void sl_api_case_close(struct sl_api *api, struct sl_http_req *req);
+void sl_api_case_reopen(struct sl_api *api, struct sl_http_req *req);
+enum sl_http_next sl_api_case_events(struct sl_api *api, struct sl_http_req *req);
+enum sl_http_next sl_api_case_observables(struct sl_api *api, struct sl_http_req *req);
+enum sl_http_next sl_api_case_comment_list(struct sl_api *api, struct sl_http_req *req);
+void sl_api_case_comment_add(struct sl_api *api, struct sl_http_req *req);
+enum sl_http_next sl_api_case_comment_delete(struct sl_api *api, struct sl_http_req *req);
 
 #endif

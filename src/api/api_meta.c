@@ -1,5 +1,5 @@
 /* What the metadata endpoints share (request context, organization scoping, field tables,
- * answers), and the close reason, event status and data type endpoints. */
+ * answers), and the close reason, event status, data type and case template endpoints. */
 #include <ctype.h>
 #include <limits.h>
 #include <math.h>
@@ -16,14 +16,16 @@
 #include "event/event.h"
 #include "rules/intel.h"
 
-#define TREE_SLACK (1024 * 1024) /* parse tree memory allowed on top of 16x the body */
-#define TEXT_MAX   65536         /* description, notes, comments */
-#define PAGE_SIZE  100           /* objects per list page by default */
-#define PAGE_MAX   1000
-#define SHOW_MAX   48 /* bytes of a bad value quoted in an error */
-#define TYPE_MAX   64 /* bytes of a data type name (as an observable's data_type) */
-#define REGEX_MAX  SL_INTEL_VALUE_MAX
-#define ORG_PARAM  "organization"
+#define TREE_SLACK         (1024 * 1024) /* parse tree memory allowed on top of 16x the body */
+#define TEXT_MAX           65536         /* description, notes, comments */
+#define PAGE_SIZE          100           /* objects per list page by default */
+#define PAGE_MAX           1000
+#define SHOW_MAX           48 /* bytes of a bad value quoted in an error */
+#define TYPE_MAX           64 /* bytes of a data type name (as an observable's data_type) */
+#define REGEX_MAX          SL_INTEL_VALUE_MAX
+#define ORG_PARAM          "organization"
+#define TEMPLATE_TAGS_MAX  100 /* tags of a case template */
+#define TEMPLATE_TASKS_MAX 100 /* tasks of a case template */
 
 /* ---- the default organization (it never changes: the first one created) ---- */
 
@@ -783,9 +785,9 @@ int sl_api_meta_data_type_exists(struct sl_api_meta_ctx *c, const char *org, con
     return rc;
 }
 
-/* ---- close reasons, event statuses, data types ---- */
+/* ---- close reasons, event statuses, data types, case templates ---- */
 
-/* One of the three per-organization kinds that are plain documents. */
+/* One of the per-organization kinds that are plain documents. */
 struct sl_api_simple_kind {
     enum sl_meta_kind kind;
     const char *what;       /* "close reason" */
@@ -824,6 +826,17 @@ static const struct sl_api_field data_type_fields[] = {
     {"regex", SL_FT_STR, 1, REGEX_MAX, SL_FF_NULL, NULL},
 };
 
+static const struct sl_api_field case_template_fields[] = {
+    {"uuid", SL_FT_STR, 0, 0, SL_FF_SERVER, NULL},
+    {"organization", SL_FT_STR, 0, 0, SL_FF_SERVER, NULL},
+    {"title", SL_FT_STR, 1, SL_META_NAME_MAX, SL_FF_REQUIRED | SL_FF_LINE, NULL},
+    {"description", SL_FT_STR, 0, TEXT_MAX, 0, "\"\""},
+    {"tags", SL_FT_TAGS, 0, TEMPLATE_TAGS_MAX, 0, "[]"},
+    {"severity", SL_FT_INT, 0, 4, 0, "1"},
+    {"tlp", SL_FT_INT, 0, 4, 0, "2"},
+    {"tasks", SL_FT_ANY, 0, 0, 0, "[]"},
+};
+
 static const char *const builtin_statuses[] = {"New",    "Open",         "Dismissed",
                                                "Closed", "Acknowledged", NULL};
 static const char *const builtin_data_types[] = {
@@ -855,6 +868,86 @@ static int check_data_type(cJSON *doc, char *err, size_t errlen)
         sl_set_err(err, errlen, "regex: %s", perr);
         return SL_EINVAL;
     }
+    return 0;
+}
+
+/* One task of a case template: an object {"title": 1..255 bytes without control characters,
+ * "description": text or null}, nothing else. */
+static int check_task(const cJSON *t, int i, char *err, size_t errlen)
+{
+    const cJSON *title = cJSON_GetObjectItemCaseSensitive(t, "title");
+    const cJSON *desc = cJSON_GetObjectItemCaseSensitive(t, "description"), *m;
+    size_t len = cJSON_IsString(title) ? strlen(title->valuestring) : 0;
+    if (!cJSON_IsObject(t)) {
+        sl_set_err(err, errlen, "tasks[%d]: expected an object {\"title\", \"description\"}", i);
+        return SL_EINVAL;
+    }
+    cJSON_ArrayForEach(m, t)
+    {
+        if (strcmp(m->string, "title") != 0 && strcmp(m->string, "description") != 0) {
+            sl_set_err(err, errlen,
+                       "tasks[%d]: unknown field %.64s (a task has title and description)", i,
+                       m->string);
+            return SL_EINVAL;
+        }
+    }
+    if (len < 1 || len > SL_META_NAME_MAX || has_control(title->valuestring)) {
+        sl_set_err(err, errlen,
+                   "tasks[%d]: title: expected a string of 1..%d bytes without control characters",
+                   i, SL_META_NAME_MAX);
+        return SL_EINVAL;
+    }
+    if (desc && !cJSON_IsNull(desc) &&
+        (!cJSON_IsString(desc) || strlen(desc->valuestring) > TEXT_MAX)) {
+        sl_set_err(err, errlen, "tasks[%d]: description: expected a string of at most %d bytes", i,
+                   TEXT_MAX);
+        return SL_EINVAL;
+    }
+    return 0;
+}
+
+/* A case template's tasks: an array of at most TEMPLATE_TASKS_MAX tasks (check_task), rebuilt
+ * with exactly title and description (a missing one is "") so a case copies nothing else. */
+static int check_case_template(cJSON *doc, char *err, size_t errlen)
+{
+    const cJSON *tasks = cJSON_GetObjectItemCaseSensitive(doc, "tasks"), *t;
+    int i = 0, rc = 0;
+    if (!cJSON_IsArray(tasks)) {
+        sl_set_err(err, errlen, "tasks: expected an array of {\"title\", \"description\"}");
+        return SL_EINVAL;
+    }
+    if (cJSON_GetArraySize(tasks) > TEMPLATE_TASKS_MAX) {
+        sl_set_err(err, errlen, "tasks: expected at most %d tasks, got %d", TEMPLATE_TASKS_MAX,
+                   cJSON_GetArraySize(tasks));
+        return SL_EINVAL;
+    }
+    cJSON *out = cJSON_CreateArray();
+    if (!out)
+        return SL_ENOMEM;
+    cJSON_ArrayForEach(t, tasks)
+    {
+        if ((rc = check_task(t, i++, err, errlen)) != 0)
+            break;
+        const cJSON *desc = cJSON_GetObjectItemCaseSensitive(t, "description");
+        cJSON *o = cJSON_CreateObject();
+        if (!o || !cJSON_AddItemToArray(out, o)) {
+            cJSON_Delete(o);
+            rc = SL_ENOMEM;
+            break;
+        }
+        if (!cJSON_AddStringToObject(o, "title",
+                                     cJSON_GetObjectItemCaseSensitive(t, "title")->valuestring) ||
+            !cJSON_AddStringToObject(o, "description",
+                                     cJSON_IsString(desc) ? desc->valuestring : "")) {
+            rc = SL_ENOMEM;
+            break;
+        }
+    }
+    if (rc) {
+        cJSON_Delete(out);
+        return rc;
+    }
+    cJSON_ReplaceItemInObjectCaseSensitive(doc, "tasks", out);
     return 0;
 }
 
@@ -911,6 +1004,15 @@ static int data_type_in_use(struct sl_api_meta_ctx *c, const struct sl_meta *m, 
     return used_by(c, SL_META_LIST, m->org, members, m->name, why, len, "intel list");
 }
 
+/* Rules that create cases with the template (of any organization when it is the default
+ * organization's: every organization's rules may use those). */
+static int case_template_in_use(struct sl_api_meta_ctx *c, const struct sl_meta *m, char *why,
+                                size_t len)
+{
+    static const char *const members[] = {"case_template", NULL};
+    return used_by(c, SL_META_RULE, m->org, members, m->uuid, why, len, "event rule");
+}
+
 const struct sl_api_simple_kind sl_api_kind_close_reason = {SL_META_CLOSE_REASON,
                                                             "close reason",
                                                             "close_reasons",
@@ -939,6 +1041,18 @@ const struct sl_api_simple_kind sl_api_kind_data_type = {
     data_type_fields,   sizeof(data_type_fields) / sizeof(data_type_fields[0]),
     builtin_data_types, check_data_type,
     data_type_in_use,   1};
+
+const struct sl_api_simple_kind sl_api_kind_case_template = {SL_META_CASE_TEMPLATE,
+                                                             "case template",
+                                                             "case_templates",
+                                                             "title",
+                                                             case_template_fields,
+                                                             sizeof(case_template_fields) /
+                                                                 sizeof(case_template_fields[0]),
+                                                             NULL,
+                                                             check_case_template,
+                                                             case_template_in_use,
+                                                             0};
 
 static int builtin(const struct sl_api_simple_kind *k, const char *name)
 {

@@ -47,7 +47,7 @@ static const struct sl_api_field rule_fields[] = {
     {"merge_into_case", SL_FT_BOOL, 0, 0, 0, "false"},
     {"target_case_uuid", SL_FT_UUID, 0, 0, SL_FF_NULL, NULL},
     {"create_new_case", SL_FT_BOOL, 0, 0, 0, "false"},
-    {"case_template", SL_FT_ANY, 0, 0, SL_FF_NULL, NULL},
+    {"case_template", SL_FT_UUID, 0, 0, SL_FF_NULL, NULL},
     {"update_severity", SL_FT_BOOL, 0, 0, 0, "false"},
     {"target_severity", SL_FT_INT, 0, 4, SL_FF_NULL, NULL},
     {"set_organization", SL_FT_BOOL, 0, 0, 0, "false"},
@@ -196,6 +196,22 @@ static int check_refs(struct sl_api_meta_ctx *c, const cJSON *doc, int create, c
         if (rc)
             return rc;
     }
+    u = str(doc, "case_template");
+    if (u && (create || given(b, "case_template") || given(b, "create_new_case"))) {
+        struct sl_meta m = {0};
+        rc = sl_store_meta_get(c->st, SL_META_CASE_TEMPLATE, u, &m);
+        free(m.doc);
+        if (rc == SL_ENOTFOUND ||
+            (rc == 0 && strcmp(m.org, c->org) != 0 && strcmp(m.org, c->default_org) != 0)) {
+            sl_set_err(err, errlen,
+                       "case_template: no case template %s in the rule's organization or the "
+                       "default organization",
+                       u);
+            return SL_EINVAL;
+        }
+        if (rc)
+            return rc;
+    }
     if (flag(doc, "set_organization") &&
         (create || given(b, "set_organization") || given(b, "target_organization"))) {
         struct sl_org org;
@@ -231,7 +247,6 @@ static int check_rule(struct sl_api_meta_ctx *c, const cJSON *doc, int create)
     sl_rql_free(prog);
     if (rc)
         return rc;
-    const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(doc, "case_template");
     rc = need(doc, "add_tags", "tags_to_add", 1, err, sizeof(err));
     if (!rc)
         rc = need(doc, "remove_tags", "tags_to_remove", 1, err, sizeof(err));
@@ -245,8 +260,6 @@ static int check_rule(struct sl_api_meta_ctx *c, const cJSON *doc, int create)
         rc = need(doc, "set_organization", "target_organization", 0, err, sizeof(err));
     if (!rc)
         rc = need(doc, "mute_event", "mute_period", 0, err, sizeof(err));
-    if (!rc && tmpl && !cJSON_IsNull(tmpl))
-        rc = refuse(err, sizeof(err), "case_template: case templates are not available yet");
     if (!rc && flag(doc, "create_new_case") && flag(doc, "merge_into_case"))
         rc = refuse(err, sizeof(err),
                     "create_new_case: cannot be combined with merge_into_case "
@@ -296,6 +309,28 @@ static int replace_str(cJSON *doc, const char *name, const char *value)
 }
 
 /* ---- CRUD ---- */
+
+int sl_api_rule_doc_new(const cJSON *body, const char *uuid, const char *org, const char *by,
+                        cJSON **out, char *err, size_t errlen)
+{
+    cJSON *doc = cJSON_CreateObject();
+    int rc =
+        doc ? sl_api_meta_apply(rule_fields, NRULE_FIELDS, body, doc, 1, err, errlen) : SL_ENOMEM;
+    if (!rc)
+        rc = replace_str(doc, "uuid", uuid);
+    if (!rc)
+        rc = replace_str(doc, "organization", org);
+    if (!rc)
+        rc = replace_str(doc, "created_by", by);
+    if (!rc)
+        rc = set_expiry(doc);
+    if (rc) {
+        cJSON_Delete(doc);
+        doc = NULL;
+    }
+    *out = doc;
+    return rc;
+}
 
 enum sl_http_next sl_api_rule_list(struct sl_api *api, struct sl_http_req *req)
 {
@@ -362,26 +397,17 @@ void sl_api_rule_create(struct sl_api *api, struct sl_http_req *req)
     int rc;
     if (sl_api_meta_open(api, req, 1, &c) != 0)
         goto out;
-    doc = cJSON_CreateObject();
-    rc = doc ? sl_api_meta_apply(rule_fields, NRULE_FIELDS, c.body, doc, 1, err, sizeof(err))
-             : SL_ENOMEM;
+    sl_uuid4(m.uuid);
+    memcpy(m.org, c.org, sizeof(m.org));
+    rc = sl_api_rule_doc_new(c.body, m.uuid, m.org, c.who->key_id, &doc, err, sizeof(err));
     if (rc) {
         reply_apply_error(req, rc, err);
         goto out;
     }
     if (check_rule(&c, doc, 1) != 0)
         goto out;
-    sl_uuid4(m.uuid);
-    memcpy(m.org, c.org, sizeof(m.org));
     m.global = flag(doc, "global_rule");
-    rc = replace_str(doc, "uuid", m.uuid);
-    if (!rc)
-        rc = replace_str(doc, "organization", m.org);
-    if (!rc)
-        rc = replace_str(doc, "created_by", c.who->key_id);
-    if (!rc)
-        rc = set_expiry(doc);
-    if (!rc && flag(doc, "run_retroactively"))
+    if (flag(doc, "run_retroactively"))
         rc = start_retro(&c, m.uuid, doc);
     if (rc) {
         sl_api_meta_reply(req, 503, NULL);

@@ -143,7 +143,7 @@ static int test_line(const struct sl_ruleset *rs, const cJSON *rules, const char
     size_t rlen = 0;
     struct sl_event_prepared p;
     struct sl_rules_result res;
-    struct sl_ingest_ctx ctx = {TEST_ORG, "rules-test", "admin", "rules-test", sl_now_ms()};
+    struct sl_ingest_ctx ctx = {TEST_ORG, "rules-test", "admin", "rules-test", sl_now_ms(), 0};
     cJSON *ev = cJSON_ParseWithLength(line, len);
     cJSON *out = cJSON_CreateObject();
     int rc = SL_EINVAL;

@@ -122,6 +122,11 @@ static const struct cfg_entry table[] = {
      "multicast addresses. Off by default: a list's url is set by API users, and the server "
      "must not become their way into internal services (checked at connect time, so "
      "redirects and DNS answers are covered)."},
+    {"SLUICE_INGEST_TASK_RETENTION", T_DURATION, OFF(ingest_task_retention_s), "86400", 1,
+     INT64_C(315360000),
+     "How long the outcome of a bulk request (what became of each of its events, read with "
+     "GET /api/v2.0/task/ID) is kept after its last event was processed. Worker 0 deletes "
+     "older ones about once a minute."},
     {"SLUICE_DRAIN_TIMEOUT", T_DURATION, OFF(drain_timeout_s), "30", 1, 3600,
      "On SIGTERM, how long children may take to finish their batch and requests before they "
      "are killed."},

@@ -41,6 +41,7 @@ struct sl_config {
     int64_t list_poll_check_s;      /* SLUICE_LIST_POLL_CHECK */
     int64_t list_max_values;        /* SLUICE_LIST_MAX_VALUES */
     int list_fetch_private;         /* SLUICE_LIST_FETCH_PRIVATE */
+    int64_t ingest_task_retention_s; /* SLUICE_INGEST_TASK_RETENTION: bulk request outcomes */
 };
 
 enum sl_config_source { SL_CONFIG_DEFAULT = 0, SL_CONFIG_ENV = 1 };

@@ -29,6 +29,7 @@ struct sl_ingest_ctx {
     const char *agent_type; /* the key's role */
     const char *task_id;    /* the bulk request's task id */
     int64_t received_ms;
+    int64_t ingest_index; /* the event's position in the request's "events" (from 0) */
 };
 
 /* Parses a bulk body {"events": [...]}. On success returns 0, *out_root owns the tree (free
@@ -44,8 +45,9 @@ int sl_event_bulk_parse(const char *body, size_t len, cJSON **out_root, cJSON **
 
 /* Validates one client event and builds the stream record: compact JSON, malloc'd, returned in
  * *out (length *out_len), carrying the client's fields plus organization, reference (a uuid4
- * when the client sent none), agent_uuid, agent_type, ingest_task and received_at. Refuses
- * internal fields a client may not set (organization, uuid, status, _meta, ...). On failure
+ * when the client sent none), agent_uuid, agent_type, ingest_task, ingest_index and
+ * received_at. Refuses internal fields a client may not set (organization, uuid, status, _meta,
+ * ingest_index, ...), so a record never starts with a member whose name starts with "_". On failure
  * returns SL_EINVAL and a message naming the field in err; nothing is allocated. */
 int sl_event_normalize(const cJSON *event, const struct sl_ingest_ctx *ctx, char **out,
                        size_t *out_len, char *err, size_t errlen);

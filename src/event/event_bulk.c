@@ -512,6 +512,7 @@ static const char *const internal_fields[] = {
     "agent_uuid",
     "agent_type",
     "ingest_task",
+    "ingest_index",
     "received_at",
     "dismissed_at",
     "dismiss_reason",
@@ -1026,6 +1027,8 @@ static int put_server_fields(struct jbuf *b, int *count, unsigned seen,
     jb_cstr(b, ctx->agent_type ? ctx->agent_type : "");
     jb_key(b, count, "ingest_task");
     jb_cstr(b, ctx->task_id ? ctx->task_id : "");
+    jb_key(b, count, "ingest_index");
+    jb_num(b, (double)ctx->ingest_index);
     sl_time_format(ctx->received_ms, iso);
     jb_key(b, count, "received_at");
     jb_cstr(b, iso);

@@ -149,6 +149,78 @@ int sl_http_reply(struct sl_http_req *req, int status, const char *content_type,
     return queue(req, status, content_type, r);
 }
 
+/* A streamed answer: MHD calls stream_read on the connection's thread as the client takes the
+ * bytes, and stream_free when it drops the response (after the request completed). */
+struct stream {
+    struct sl_http_server *srv;
+    struct sl_http_req *req; /* valid while MHD may call stream_read */
+    long (*read)(void *ud, struct sl_http_req *req, char *buf, size_t max);
+    void (*free_ud)(void *ud);
+    void *ud;
+};
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct stream *sm = cls;
+    struct sl_http_req *req = sm->req;
+    (void)pos;
+    if (max == 0)
+        return 0; /* MHD never asks for nothing; no piece fits: ask again */
+    /* A read is a handler call to the watchdog: a store read that hangs here is seen. */
+    int slot = thread_slot(sm->srv);
+    if (slot >= 0)
+        atomic_store(&sm->srv->busy_since_ms[slot], sl_mono_ms());
+    sl_log_set_context(req->org[0] ? req->org : NULL, req->request_id[0] ? req->request_id : NULL);
+    long n = sm->read(sm->ud, req, buf, max);
+    sl_log_set_context(NULL, NULL);
+    if (slot >= 0)
+        atomic_store(&sm->srv->busy_since_ms[slot], 0);
+    if (n < 0) {
+        SL_WARN("%s %s: streamed answer aborted: %s", req->method_name, req->path,
+                sl_strerror((int)n));
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    if (n == 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    return (ssize_t)((size_t)n > max ? max : (size_t)n);
+}
+
+static void stream_free(void *cls)
+{
+    struct stream *sm = cls;
+    if (sm->free_ud)
+        sm->free_ud(sm->ud);
+    free(sm);
+}
+
+/* MHD's block size for a callback response (the piece it asks for when not chunking). */
+#define STREAM_BLOCK (32 * 1024)
+
+int sl_http_reply_stream(struct sl_http_req *req, int status, const char *content_type,
+                         long (*read)(void *ud, struct sl_http_req *req, char *buf, size_t max),
+                         void *ud, void (*free_ud)(void *ud))
+{
+    struct stream *sm = NULL;
+    if (req->status || !req->conn || !read) {
+        if (free_ud)
+            free_ud(ud);
+        return SL_EINVAL;
+    }
+    if (!(sm = malloc(sizeof(*sm)))) {
+        if (free_ud)
+            free_ud(ud);
+        return SL_ENOMEM;
+    }
+    *sm = (struct stream){req->srv, req, read, free_ud, ud};
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK,
+                                                               stream_read, sm, stream_free);
+    if (!r) {
+        stream_free(sm);
+        return SL_ENOMEM;
+    }
+    return queue(req, status, content_type, r); /* r now owns sm, freed with it */
+}
+
 /* For when memory ran out: a fixed body that needs no allocation of ours. */
 static int reply_static(struct sl_http_req *req, int status, const char *body)
 {

@@ -165,6 +165,21 @@ int sl_http_req_expect_body(struct sl_http_req *req);
  * content_type is copied. Counts the answer in stats. Returns 0, or SL_EIO if MHD refused it. */
 int sl_http_reply(struct sl_http_req *req, int status, const char *content_type, char *body,
                   size_t len);
+/* Answers with status and a body produced as it is sent (chunked transfer encoding), for answers
+ * too large to hold in memory. read is called on the server thread that serves the request, only
+ * after the calling handler has returned, once per piece MHD can send (the client's pace sets
+ * the rhythm; between calls the thread serves other connections): it writes at most max bytes
+ * (max > 0) to buf and returns how many (> 0), 0 at the end of the answer, or a negative SL_E*
+ * code to abort it (the connection is closed, so the client sees a truncated answer, never a
+ * complete-looking one). req is valid in read. Each read call counts as a handler call for
+ * sl_http_server_busiest_ms, so a read must not block for long: do one bounded piece of work per
+ * call. free_ud(ud) is called once when the answer is done with (sent, failed, or the client
+ * left), possibly after req was freed: it must not use req. ud is taken over even when this
+ * fails (free_ud is then called at once). content_type is copied. Returns 0, SL_EINVAL (already
+ * answered), SL_ENOMEM or SL_EIO (MHD refused it). */
+int sl_http_reply_stream(struct sl_http_req *req, int status, const char *content_type,
+                         long (*read)(void *ud, struct sl_http_req *req, char *buf, size_t max),
+                         void *ud, void (*free_ud)(void *ud));
 /* Answers with json rendered compactly (json is borrowed). */
 int sl_http_reply_json(struct sl_http_req *req, int status, const cJSON *json);
 /* Answers {"error": error, "detail": detail} (detail may be NULL). */

@@ -6,6 +6,7 @@
  * (last_polled, last_poll_status, last_poll_values), so the API shows it; every write bumps the
  * store's meta version and the workers reload the list. */
 #include "processor/poller.h"
+#include "actions/actions.h"
 #include "processor/retro.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -30,6 +31,7 @@
 #define ADD_CHUNK       100000 /* values per store call (each one a transaction and a reload) */
 #define CSV_ROW_MAX     65536  /* bytes of a csv row as the store keeps it (JSON) */
 #define TICK_MS         500
+#define EXPIRE_EVERY_MS 60000 /* how often old bulk request outcomes are deleted */
 
 struct sl_poller {
     const struct sl_config *cfg;
@@ -39,6 +41,7 @@ struct sl_poller {
     _Atomic int quit; /* sl_poller_stop */
     struct sl_store *st;
     int64_t last_check_ms;
+    int64_t last_expire_ms; /* monotonic, of the last expiry of bulk request outcomes */
 };
 
 struct feed {
@@ -457,6 +460,23 @@ static void check_lists(struct sl_poller *p)
     sl_store_meta_free(lists, n);
 }
 
+/* Deletes the outcomes of bulk requests older than SLUICE_INGEST_TASK_RETENTION, at most once
+ * every EXPIRE_EVERY_MS (the store works in bounded transactions, so ingest is not held up). */
+static void expire_ingest_tasks(struct sl_poller *p)
+{
+    int64_t now = sl_mono_ms();
+    size_t n = 0;
+    if (p->last_expire_ms && now - p->last_expire_ms < EXPIRE_EVERY_MS)
+        return;
+    p->last_expire_ms = now ? now : 1;
+    int rc = sl_store_ingest_task_expire(p->st,
+                                         sl_now_ms() - p->cfg->ingest_task_retention_s * 1000, &n);
+    if (rc)
+        SL_WARN("cannot expire old bulk request outcomes: %s", sl_strerror(rc));
+    else if (n)
+        SL_DEBUG("expired %zu bulk request outcomes", n);
+}
+
 static void *poller_main(void *arg)
 {
     struct sl_poller *p = arg;
@@ -467,6 +487,8 @@ static void *poller_main(void *arg)
             check_lists(p);
         }
         sl_retro_run(p->st, p->stop, &p->quit);
+        sl_actions_run_pending(p->st, p->stop, &p->quit);
+        expire_ingest_tasks(p);
         struct timespec ts = {0, TICK_MS * 1000000L};
         nanosleep(&ts, NULL);
     }

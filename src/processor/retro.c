@@ -126,6 +126,7 @@ static int write_page(struct run *r)
         rows[i].doc = pe->doc;
         rows[i].doc_len = strlen(pe->doc);
         rows[i].created_ms = sl_now_ms(); /* the hit's time, for the rule's last_hit */
+        rows[i].expect_status = "New";    /* as scanned: an analyst's change since then stays */
         if (pe->res.case_uuid[0])
             pe->fx.case_uuid = pe->res.case_uuid;
         if (pe->res.new_case) {

@@ -37,6 +37,10 @@
 enum { LOAD_IDLE = 0, LOAD_RUNNING, LOAD_DONE };
 #define SCRATCH_KEEP (4 * 1024 * 1024)
 
+/* A record that carries the end of its bulk request starts with this (see api_event.c). */
+#define TASK_END_PREFIX     "{\"_meta\":"
+#define TASK_END_PREFIX_LEN (sizeof(TASK_END_PREFIX) - 1)
+
 /* One batch in flight: prepared events and the positions to commit once they are stored. */
 struct batch {
     struct sl_arena *arena;             /* every JSON node and doc of the batch */
@@ -44,8 +48,13 @@ struct batch {
     struct sl_store_event *rows;
     enum sl_put_outcome *outcomes;
     struct sl_store_effects *effects; /* rows[i].effects points here when a rule acted */
-    uint32_t *parts;                  /* partitions seen in the batch */
-    uint64_t *next;                   /* offset after the last record of parts[i] */
+    /* What the batch records for bulk requests besides its rows (in the arena): outcomes of
+     * events that are not rows (refused here, rejected by the api, muted) and requests' ends. */
+    struct sl_store_outcome *outs;
+    struct sl_store_ingest_done *ends;
+    size_t nouts, outs_cap, nends, ends_cap;
+    uint32_t *parts; /* partitions seen in the batch */
+    uint64_t *next;  /* offset after the last record of parts[i] */
     size_t nparts, nrecs, nrows;
     int64_t t0;
     int full; /* under the worker lock: prepared, waiting for the writer */
@@ -356,6 +365,185 @@ static int effects_of(struct batch *b, struct sl_event_prepared *p, const char *
     return 0;
 }
 
+/* ---- bulk requests: what became of each event ---------------------------------------------- */
+
+/* A top-level member of a record, looked for from the end: the server's fields (ingest_task,
+ * ingest_index) are written after the client's, so this is a few steps, not a scan. */
+static const cJSON *member_from_end(const cJSON *obj, const char *key)
+{
+    const cJSON *last = obj && obj->child ? obj->child->prev : NULL;
+    for (const cJSON *c = last; c; c = c == obj->child ? NULL : c->prev)
+        if (c->string && strcmp(c->string, key) == 0)
+            return c;
+    return NULL;
+}
+
+/* Makes room for one more element in an arena array (*arr of *cap elements, n used). */
+static void *arena_push(struct sl_arena *a, void **arr, size_t *cap, size_t n, size_t size)
+{
+    if (n == *cap) {
+        size_t cap2 = *cap ? *cap * 2 : 64;
+        void *grown = sl_arena_alloc(a, cap2 * size);
+        if (!grown)
+            return NULL;
+        if (n)
+            memcpy(grown, *arr, n * size);
+        *arr = grown;
+        *cap = cap2;
+    }
+    return (char *)*arr + n * size;
+}
+
+static struct sl_store_outcome *outcome_push(struct batch *b)
+{
+    struct sl_store_outcome *o =
+        arena_push(b->arena, (void **)&b->outs, &b->outs_cap, b->nouts, sizeof(*b->outs));
+    if (o) {
+        memset(o, 0, sizeof(*o));
+        b->nouts++;
+    }
+    return o;
+}
+
+/* The request and position of a prepared event (its record's ingest_task and ingest_index),
+ * into row->ingest_task/ingest_index; NULL task for a record without them (written before
+ * ingest tasks existed). Strings stay in the batch's arena. */
+static int ingest_of(struct batch *b, const cJSON *tree, struct sl_store_event *row)
+{
+    const cJSON *idx = member_from_end(tree, "ingest_index");
+    const cJSON *task = idx ? member_from_end(tree, "ingest_task") : NULL;
+    const cJSON *org = cJSON_GetObjectItemCaseSensitive(tree, "organization");
+    row->ingest_task = NULL;
+    row->ingest_org = NULL;
+    row->ingest_index = -1;
+    row->outcome = SL_OUT_STORED;
+    if (cJSON_IsNumber(idx) && idx->valuedouble >= 0 && cJSON_IsString(task) &&
+        sl_uuid_valid(task->valuestring) && cJSON_IsString(org)) {
+        /* The sender's organization, copied before a rule may move the event elsewhere: the
+         * request and its outcomes stay the sender's. */
+        if (!(row->ingest_org = arena_strdup(b->arena, org->valuestring)))
+            return SL_ENOMEM;
+        row->ingest_task = task->valuestring;
+        row->ingest_index = (int64_t)idx->valuedouble;
+    }
+    return 0;
+}
+
+/* Takes the request's end out of a record that carries one (its first member "_meta", which
+ * is never stored) into the batch: the end, and the events the api rejected as outcomes.
+ * tree: the record's parse (the end is detached from it), or NULL when prepare could not parse
+ * it. Returns SL_ENOMEM or 0 (a malformed end is logged and dropped: retrying cannot fix it). */
+static int take_task_end(struct batch *b, const struct sl_stream_record *rec, cJSON *tree)
+{
+    if (!tree) {
+        unsigned failed = sl_event_alloc_failures();
+        tree = cJSON_ParseWithLength(rec->data, rec->len);
+        if (!tree && sl_event_alloc_failures() != failed)
+            return SL_ENOMEM;
+        if (!tree) {
+            SL_WARN("record %u:%llu: not JSON; its request's end is lost", rec->partition,
+                    (unsigned long long)rec->offset);
+            return 0;
+        }
+    }
+    cJSON *meta = cJSON_DetachItemFromObjectCaseSensitive(tree, "_meta");
+    const cJSON *org = cJSON_GetObjectItemCaseSensitive(tree, "organization");
+    const cJSON *action = cJSON_GetObjectItemCaseSensitive(meta, "action");
+    const cJSON *task = cJSON_GetObjectItemCaseSensitive(meta, "task");
+    const cJSON *acc = cJSON_GetObjectItemCaseSensitive(meta, "accepted");
+    const cJSON *rej = cJSON_GetObjectItemCaseSensitive(meta, "rejected");
+    const cJSON *rx = cJSON_GetObjectItemCaseSensitive(meta, "received_ms");
+    if (!cJSON_IsString(action) || strcmp(action->valuestring, "task_end") != 0 ||
+        !cJSON_IsString(task) || !sl_uuid_valid(task->valuestring) || !cJSON_IsString(org) ||
+        !sl_uuid_valid(org->valuestring) || !cJSON_IsNumber(acc) || acc->valuedouble < 0 ||
+        !cJSON_IsArray(rej) || !cJSON_IsNumber(rx) || rx->valuedouble < 0) {
+        SL_WARN("record %u:%llu: a malformed request end; ignored", rec->partition,
+                (unsigned long long)rec->offset);
+        return 0; /* the arena keeps what was parsed until the batch is reset */
+    }
+    const cJSON *r;
+    cJSON_ArrayForEach(r, rej)
+    {
+        const cJSON *idx = cJSON_GetObjectItemCaseSensitive(r, "index");
+        const cJSON *err = cJSON_GetObjectItemCaseSensitive(r, "error");
+        if (!cJSON_IsNumber(idx) || idx->valuedouble < 0)
+            continue;
+        struct sl_store_outcome *o = outcome_push(b);
+        if (!o)
+            return SL_ENOMEM;
+        o->task = task->valuestring;
+        o->org = org->valuestring;
+        o->index = (int64_t)idx->valuedouble;
+        o->outcome = SL_OUT_REJECTED;
+        o->detail = cJSON_IsString(err) ? err->valuestring : NULL;
+    }
+    struct sl_store_ingest_done *d =
+        arena_push(b->arena, (void **)&b->ends, &b->ends_cap, b->nends, sizeof(*b->ends));
+    if (!d)
+        return SL_ENOMEM;
+    b->nends++;
+    d->task = task->valuestring;
+    d->org = org->valuestring;
+    d->accepted = (int64_t)acc->valuedouble;
+    d->rejected = cJSON_GetArraySize(rej);
+    d->received_ms = (int64_t)rx->valuedouble;
+    return 0;
+}
+
+/* Records that a record of a request was refused here (err says why). */
+static int note_refused(struct batch *b, const struct sl_event_prepared *p, const char *err)
+{
+    struct sl_store_event row;
+    if (!p->tree)
+        return 0;
+    if (ingest_of(b, p->tree, &row))
+        return SL_ENOMEM;
+    if (!row.ingest_task)
+        return 0;
+    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(p->tree, "reference");
+    struct sl_store_outcome *o = outcome_push(b);
+    char *detail = o ? arena_strdup(b->arena, err) : NULL;
+    if (!detail)
+        return SL_ENOMEM;
+    o->task = row.ingest_task;
+    o->org = row.ingest_org;
+    o->index = row.ingest_index;
+    o->outcome = SL_OUT_REJECTED;
+    o->reference = cJSON_IsString(ref) ? ref->valuestring : NULL;
+    o->detail = detail;
+    return 0;
+}
+
+/* The outcome of an event the rules acted on: muted (recorded as a batch outcome, with the
+ * rule: the store records it only if the event is newly stored), merged into a case, dismissed
+ * by a rule, or plain stored. */
+static int rules_outcome(struct batch *b, struct sl_event_prepared *p,
+                         const struct sl_rules_result *res)
+{
+    struct sl_store_event *row = &p->row;
+    if (!row->ingest_task)
+        return 0;
+    if (res->muted) {
+        const cJSON *rule = cJSON_GetObjectItemCaseSensitive(p->tree, "muted_by_rule");
+        struct sl_store_outcome *o = outcome_push(b);
+        if (!o)
+            return SL_ENOMEM;
+        o->task = row->ingest_task;
+        o->org = row->ingest_org;
+        o->index = row->ingest_index;
+        o->outcome = SL_OUT_MUTED;
+        o->reference = row->reference;
+        o->event_uuid = row->uuid;
+        o->detail = cJSON_IsString(rule) ? rule->valuestring : NULL;
+    } else if (res->case_uuid[0]) {
+        row->outcome = SL_OUT_MERGED;
+    } else if (res->nrules &&
+               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p->tree, "dismissed_by_rule"))) {
+        row->outcome = SL_OUT_DISMISSED;
+    }
+    return 0;
+}
+
 /* The rule stage of one prepared event. */
 static int apply_rules(struct worker *w, struct batch *b, struct sl_event_prepared *p, int64_t now,
                        struct sl_store_effects *fx)
@@ -379,6 +567,8 @@ static int apply_rules(struct worker *w, struct batch *b, struct sl_event_prepar
         atomic_fetch_add(&w->slot->muted, 1);
     if (res.rule_errors)
         atomic_fetch_add(&w->slot->rule_errors, (int64_t)res.rule_errors);
+    if ((res.muted || res.nrules || res.case_uuid[0]) && (rc = rules_outcome(b, p, &res)))
+        return rc;
     if (!res.nrules && !res.case_uuid[0] && res.mute_until_ms <= 0)
         return 0;
     if ((rc = effects_of(b, p, ingest_org, &res, fx)))
@@ -395,7 +585,8 @@ static int write_rows(struct worker *w, struct batch *b)
 {
     int64_t delay = 50;
     for (int attempt = 1;; attempt++) {
-        int rc = sl_store_put_events(w->store, b->rows, b->nrows, b->outcomes);
+        struct sl_store_batch more = {b->outs, b->nouts, b->ends, b->nends};
+        int rc = sl_store_put_batch(w->store, b->rows, b->nrows, &more, b->outcomes);
         if (rc == 0)
             return 0;
         atomic_fetch_add(&w->slot->store_errors, 1);
@@ -439,7 +630,7 @@ static int write_batch(struct worker *w, struct batch *b)
 {
     int64_t t1 = sl_mono_ms();
     set_status(w, SL_WORKER_PUSHING);
-    int rc = b->nrows ? write_rows(w, b) : 0;
+    int rc = b->nrows || b->nouts || b->nends ? write_rows(w, b) : 0;
     int64_t t2 = sl_mono_ms();
     /* Outcomes are counted as soon as the store has them, so `stored` is exactly the rows
      * written: a crash before the commit redelivers the batch, and the store reports those
@@ -527,17 +718,40 @@ static int prepare_batch(struct worker *w, struct batch *b, const struct sl_stre
     b->nrecs = n;
     b->nrows = 0;
     b->nparts = 0;
+    b->outs = NULL;
+    b->ends = NULL;
+    b->nouts = b->outs_cap = b->nends = b->ends_cap = 0;
     for (size_t i = 0; i < n; i++) {
         struct sl_event_prepared *p = &b->prepared[b->nrows];
         uint64_t origin = ((uint64_t)recs[i].partition << 48) | recs[i].offset;
+        int ends = recs[i].len > TASK_END_PREFIX_LEN &&
+                   memcmp(recs[i].data, TASK_END_PREFIX, TASK_END_PREFIX_LEN) == 0;
         batch_note(b, recs[i].partition, recs[i].offset);
         /* A batch of slow events is progress, not a hang. */
         atomic_store_explicit(&w->slot->heartbeat_ms, sl_mono_ms(), memory_order_relaxed);
         int rc = sl_event_prepare_tree(recs[i].data, recs[i].len, origin, now, p, err, sizeof(err));
+        int end_only = 0;
+        /* The end comes out before the rules run (they may move the event to another
+         * organization; the request stays its sender's) and before the doc is rendered. */
+        if (ends && rc != SL_ENOMEM) {
+            int erc = take_task_end(b, &recs[i], p->tree);
+            /* A record that is only an end (not an event) has nothing else to store. */
+            end_only = erc == 0 && rc != 0 && !member_from_end(p->tree, "ingest_index");
+            rc = erc ? erc : rc;
+        }
+        if (rc == 0)
+            rc = ingest_of(b, p->tree, &p->row);
         if (rc == 0 && w->rules && (rc = apply_rules(w, b, p, now, &b->effects[b->nrows])))
             sl_set_err(err, sizeof(err), "rule stage: %s", sl_strerror(rc));
         if (rc == 0)
             rc = sl_event_prepare_finish(p, err, sizeof(err));
+        if (rc && rc != SL_ENOMEM && !end_only && note_refused(b, p, err) != 0)
+            rc = SL_ENOMEM;
+        if (end_only) {
+            sl_event_prepared_fini(p);
+            memset(p, 0, sizeof(*p));
+            continue;
+        }
         if (rc == SL_ENOMEM) {
             sl_event_alloc_arena(NULL);
             SL_ERROR("out of memory preparing record %u:%llu; the batch will be redelivered",

@@ -96,8 +96,11 @@ static void prepare_record(const char *rec, size_t len)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     prepare_raw(data, size);
-    static const struct sl_ingest_ctx ctx = {"11111111-2222-3333-4444-555555555555", "key-1",
-                                             "agent", "task-1", 1700000000000LL};
+    static const struct sl_ingest_ctx ctx = {.org_uuid = "11111111-2222-3333-4444-555555555555",
+                                             .agent_id = "key-1",
+                                             .agent_type = "agent",
+                                             .task_id = "task-1",
+                                             .received_ms = 1700000000000LL};
     cJSON *root = NULL, *events = NULL, *ev;
     long off = -2;
     char err[256];

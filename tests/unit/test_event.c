@@ -20,7 +20,7 @@
 #define NOW_MS 1700000001000LL /* 2023-11-14T22:13:21.000Z */
 #define ERRLEN 512
 
-static const struct sl_ingest_ctx ctx = {ORG, "key-1", "agent", "task-1", RX_MS};
+static const struct sl_ingest_ctx ctx = {ORG, "key-1", "agent", "task-1", RX_MS, 0};
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
@@ -322,9 +322,10 @@ static void normalize_minimal_defaults(void **state)
     assert_string_equal(str_member(rec, "agent_uuid"), "key-1");
     assert_string_equal(str_member(rec, "agent_type"), "agent");
     assert_string_equal(str_member(rec, "ingest_task"), "task-1");
+    assert_int_equal((int)num_member(rec, "ingest_index"), 0);
     assert_string_equal(str_member(rec, "received_at"), "2023-11-14T22:13:20.000Z");
     assert_null(cJSON_GetObjectItemCaseSensitive(rec, "observables"));
-    assert_int_equal(cJSON_GetArraySize(rec), 10);
+    assert_int_equal(cJSON_GetArraySize(rec), 11);
     cJSON_Delete(rec);
 }
 
@@ -346,14 +347,15 @@ static void normalize_record_contents(void **state)
               "\"category\":\"alert\",\"risk_score\":12.5,\"tags\":[\"a\"],"
               "\"raw_log\":\"{\\\"k\\\":1}\",\"my_field\":{\"x\":[1,true,null]},"
               "\"organization\":\"" ORG "\",\"agent_uuid\":\"key-1\",\"agent_type\":\"agent\","
-              "\"ingest_task\":\"task-1\",\"received_at\":\"2023-11-14T22:13:20.000Z\"}");
+              "\"ingest_task\":\"task-1\",\"ingest_index\":0,"
+              "\"received_at\":\"2023-11-14T22:13:20.000Z\"}");
     free(text);
 }
 
 static void normalize_context_strings_escaped(void **state)
 {
     (void)state;
-    struct sl_ingest_ctx odd = {"org\"1", NULL, "a\\b", NULL, 0};
+    struct sl_ingest_ctx odd = {"org\"1", NULL, "a\\b", NULL, 0, 0};
     char err[ERRLEN];
     cJSON *rec = NULL;
     assert_int_equal(normalize_text("{'title':'t'}", &odd, &rec, NULL, err), 0);
@@ -362,7 +364,7 @@ static void normalize_context_strings_escaped(void **state)
     assert_string_equal(str_member(rec, "agent_type"), "a\\b");
     assert_string_equal(str_member(rec, "received_at"), "1970-01-01T00:00:00.000Z");
     cJSON_Delete(rec);
-    struct sl_ingest_ctx no_org = {NULL, "k", "agent", "t", 0};
+    struct sl_ingest_ctx no_org = {NULL, "k", "agent", "t", 0, 0};
     assert_int_equal(normalize_text("{'title':'t'}", &no_org, NULL, NULL, err), SL_EINVAL);
     assert_string_equal(err, "event: no organization in the request context");
 }
@@ -742,6 +744,7 @@ static void normalize_internal_fields(void **state)
         "agent_uuid",
         "agent_type",
         "ingest_task",
+        "ingest_index",
         "received_at",
         "dismissed_at",
         "dismiss_reason",
