@@ -59,8 +59,11 @@ int main(int argc, char **argv)
     double norm[16], prep[16], prepa[16];
     struct sl_arena *arena = sl_arena_create(1024 * 1024, 32 * 1024 * 1024);
     sl_event_alloc_install();
-    struct sl_ingest_ctx ctx = {"3f1b2c4d-1111-4222-8333-444455556666", "0123456789abcdef", "agent",
-                                "task", sl_now_ms()};
+    struct sl_ingest_ctx ctx = {.org_uuid = "3f1b2c4d-1111-4222-8333-444455556666",
+                                .agent_id = "0123456789abcdef",
+                                .agent_type = "agent",
+                                .task_id = "task",
+                                .received_ms = sl_now_ms()};
     if (rounds > 16)
         rounds = 16;
     if (sl_event_bulk_parse(body, strlen(body), &root, &events, NULL, err, sizeof(err))) {

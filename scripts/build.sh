@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 kind=${1:-release}
 jobs=$(nproc 2>/dev/null || echo 2)
 case "$kind" in
-  release) dir=build; opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_WERROR=ON) ;;
+  release) dir=build; opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_WERROR=ON -DSLUICE_SANITIZE=OFF) ;;
   asan)    dir=build-asan; opts=(-DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON -DSLUICE_WERROR=ON) ;;
   fuzz)    dir=build-fuzz; opts=(-DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug
                                  -DSLUICE_SANITIZE=ON -DSLUICE_FUZZ=ON -DSLUICE_TESTS=OFF) ;;
