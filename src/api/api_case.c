@@ -635,9 +635,22 @@ void sl_api_case_create(struct sl_api *api, struct sl_http_req *req)
     sl_uuid4(rule_uuid);
     if (gen && rule_build(&c, &ev, uuid, str(doc, "title"), rule_uuid, &rule) != 0)
         goto out;
-    if (create_all(&c, doc, uuid, rule, rule_uuid, &sel, &t, &complete) != 0 ||
-        !(out = reload_case(&c, uuid)))
+    if (create_all(&c, doc, uuid, rule, rule_uuid, &sel, &t, &complete) != 0)
         goto out;
+    /* The case exists now: a failed re-read must not make the client create it again. */
+    char *stored = NULL;
+    if (sl_store_case_get(c.st, c.org, uuid, &stored) == 0)
+        out = cJSON_Parse(stored);
+    free(stored);
+    if (!out && (out = cJSON_CreateObject()) != NULL &&
+        !cJSON_AddStringToObject(out, "uuid", uuid)) {
+        cJSON_Delete(out);
+        out = NULL;
+    }
+    if (!out) {
+        sl_http_reply_error(req, 503, "store unavailable", "the case was created; list cases");
+        goto out;
+    }
     cJSON *task = ev.n ? task_json(&t, complete) : cJSON_CreateNull();
     if (!task || !cJSON_AddItemToObject(out, "task", task)) {
         cJSON_Delete(task);
@@ -948,63 +961,28 @@ out:
 
 /* ---- GET /api/v2.0/case/<uuid>/events, /observables ---- */
 
-/* The documents of uuids[first..first+size) (a JSON array of uuids) that are still events of
- * org, in order. Returns a new array or NULL with *rc set. */
-static cJSON *event_docs(struct sl_store *st, const char *org, const cJSON *uuids, int64_t first,
-                         int64_t size, int *rc)
-{
-    cJSON *out = cJSON_CreateArray();
-    int64_t i = 0;
-    const cJSON *u;
-    *rc = out ? 0 : SL_ENOMEM;
-    cJSON_ArrayForEach(u, uuids)
-    {
-        if (*rc || i >= first + size)
-            break;
-        if (i++ < first || !cJSON_IsString(u))
-            continue;
-        char *doc = NULL;
-        *rc = sl_store_event_get(st, org, u->valuestring, &doc);
-        if (*rc == SL_ENOTFOUND) { /* deleted since the list was read */
-            *rc = 0;
-            continue;
-        }
-        cJSON *ev = *rc ? NULL : cJSON_Parse(doc);
-        free(doc);
-        if (!*rc && (!ev || !cJSON_AddItemToArray(out, ev))) {
-            cJSON_Delete(ev);
-            *rc = SL_ENOMEM;
-        }
-    }
-    if (*rc) {
-        cJSON_Delete(out);
-        return NULL;
-    }
-    return out;
-}
-
 enum sl_http_next sl_api_case_events(struct sl_api *api, struct sl_http_req *req)
 {
     struct sl_api_meta_ctx c;
     char uuid[SL_UUID_LEN + 1], *json = NULL;
-    cJSON *cur = NULL, *ids = NULL;
-    int64_t page = 1, size = PAGE_SIZE;
+    cJSON *cur = NULL;
+    int64_t page = 1, size = PAGE_SIZE, total = 0;
     int rc;
     if (sl_api_meta_open(api, req, 0, &c) != 0 || query_int(req, "page", 1, INT_MAX, &page) ||
         query_int(req, "page_size", 1, PAGE_MAX, &size) || load_case(&c, uuid, &cur) != 0)
         goto out;
-    rc = sl_store_case_events(c.st, uuid, &json);
-    ids = rc ? NULL : cJSON_Parse(json);
-    if (!rc && !ids)
+    /* The store reads only the page (a rule may have merged millions of events). */
+    rc =
+        sl_store_case_event_docs(c.st, c.org, uuid, (page - 1) * size, (size_t)size, &json, &total);
+    cJSON *docs = rc ? NULL : cJSON_Parse(json);
+    if (!rc && !docs)
         rc = SL_ENOMEM;
-    cJSON *docs = rc ? NULL : event_docs(c.st, c.org, ids, (page - 1) * size, size, &rc);
     if (rc)
         reply_store(req, rc, WHAT);
     else
-        reply_page(req, "events", docs, cJSON_GetArraySize(ids), page, size);
+        reply_page(req, "events", docs, total, page, size);
 out:
     free(json);
-    cJSON_Delete(ids);
     cJSON_Delete(cur);
     sl_api_meta_close(&c);
     return SL_HTTP_DONE;

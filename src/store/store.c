@@ -356,3 +356,9 @@ int sl_store_task_params(struct sl_store *st, const char *id, char **out_json)
 {
     return st->ops->task_params(st, id, out_json);
 }
+
+int sl_store_case_event_docs(struct sl_store *st, const char *org, const char *case_uuid,
+                             int64_t offset, size_t limit, char **out_json, int64_t *out_total)
+{
+    return st->ops->case_event_docs(st, org, case_uuid, offset, limit, out_json, out_total);
+}

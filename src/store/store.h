@@ -250,6 +250,8 @@ struct sl_store_ops {
                     int64_t *out_until_ms, char out_rule[SL_UUID_LEN + 1]);
     int (*case_get)(struct sl_store *st, const char *org, const char *uuid, char **out_doc);
     int (*case_events)(struct sl_store *st, const char *case_uuid, char **out_json);
+    int (*case_event_docs)(struct sl_store *st, const char *org, const char *case_uuid,
+                           int64_t offset, size_t limit, char **out_json, int64_t *out_total);
     int (*task_put)(struct sl_store *st, const struct sl_task *t);
     int (*task_get)(struct sl_store *st, const char *id, struct sl_task *out);
     int (*task_list)(struct sl_store *st, const char *state, size_t limit, struct sl_task **out,
@@ -443,6 +445,11 @@ int sl_store_mute_get(struct sl_store *st, const char *org, const char *signatur
 int sl_store_case_get(struct sl_store *st, const char *org, const char *uuid, char **out_doc);
 /* The uuids of a case's events, as a malloc'd JSON array (storage order). */
 int sl_store_case_events(struct sl_store *st, const char *case_uuid, char **out_json);
+/* One page of a case's event documents (storage order): a malloc'd JSON array of at most limit
+ * (1..1000) documents after skipping offset, and the case's number of events. SL_ENOTFOUND if
+ * the case is absent or another organization's (org NULL: any); SL_EFULL past 32 MiB. */
+int sl_store_case_event_docs(struct sl_store *st, const char *org, const char *case_uuid,
+                             int64_t offset, size_t limit, char **out_json, int64_t *out_total);
 
 /* ---- Cases (issue 4) ----
  *

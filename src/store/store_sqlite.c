@@ -1431,6 +1431,7 @@ static const struct sl_store_ops sqlite_ops = {
     .mute_get = sl_sqlite_mute_get,
     .case_get = sl_sqlite_case_get,
     .case_events = sl_sqlite_case_events,
+    .case_event_docs = sl_sqlite_case_event_docs,
     .task_put = sl_sqlite_task_put,
     .task_get = sl_sqlite_task_get,
     .task_list = sl_sqlite_task_list,

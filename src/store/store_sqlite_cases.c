@@ -817,6 +817,59 @@ int sl_sqlite_case_events(struct sl_store *st, const char *case_uuid, char **out
     return 0;
 }
 
+/* One page of a case's event documents, through the partial index events_case: the count and
+ * the page are one snapshot, and no more than the page is read. */
+int sl_sqlite_case_event_docs(struct sl_store *st, const char *org, const char *case_uuid,
+                              int64_t offset, size_t limit, char **out_json, int64_t *out_total)
+{
+    static const char count_sql[] = "SELECT count(*) FROM events WHERE case_id = ?1";
+    static const char page_sql[] =
+        "SELECT doc FROM events WHERE case_id = ?1 ORDER BY seq LIMIT ?2 OFFSET ?3";
+    struct sqlite_store *s = from_base(st);
+    struct sl_sqlite_buf b = {.max = LIST_MAX};
+    sqlite3_stmt *count = NULL, *page = NULL;
+    struct case_ref ref;
+    int rc, src = SQLITE_DONE, n = 0;
+    if (!out_json || !out_total || !case_uuid || offset < 0 || limit < 1 || limit > 1000)
+        return SL_EINVAL;
+    *out_json = NULL;
+    if ((rc = sl_sqlite_begin(s, 0)))
+        return rc;
+    rc = case_find(s, org, case_uuid, &ref);
+    if (rc == 0 && ((src = sqlite3_prepare_v2(s->db, count_sql, -1, &count, NULL)) != SQLITE_OK ||
+                    (src = sqlite3_prepare_v2(s->db, page_sql, -1, &page, NULL)) != SQLITE_OK))
+        rc = sl_sqlite_fail(s, src, "preparing a case's events");
+    if (rc == 0) {
+        sqlite3_bind_int64(count, 1, ref.id);
+        rc = step_int(s, count, out_total, "counting a case's events");
+    }
+    if (rc == 0) {
+        sqlite3_bind_int64(page, 1, ref.id);
+        sqlite3_bind_int64(page, 2, (int64_t)limit);
+        sqlite3_bind_int64(page, 3, offset);
+        rc = sl_sqlite_buf_put(&b, "[", 1);
+        while (rc == 0 && (src = sqlite3_step(page)) == SQLITE_ROW) {
+            if (n++ > 0)
+                rc = sl_sqlite_buf_put(&b, ",", 1);
+            if (rc == 0)
+                rc = sl_sqlite_buf_put(&b, (const char *)sqlite3_column_text(page, 0),
+                                       (size_t)sqlite3_column_bytes(page, 0));
+        }
+        if (rc == 0 && src != SQLITE_DONE)
+            rc = sl_sqlite_fail(s, src, "reading a case's events");
+        if (rc == 0)
+            rc = sl_sqlite_buf_put(&b, "]", 1);
+    }
+    sqlite3_finalize(count);
+    sqlite3_finalize(page);
+    if ((rc = finish(s, rc))) {
+        free(b.p);
+        return rc;
+    }
+    *out_json = b.p;
+    return 0;
+}
+
 /* Binds the filter of a case list statement (?1 the organization's row id or NULL). */
 static void bind_case_filter(sqlite3_stmt *q, const struct sl_case_filter *f, int64_t org_id)
 {

@@ -312,9 +312,12 @@ out:
 
 /* ---- stats ---- */
 
-#define STATS_N         (sizeof(stats_names) / sizeof(stats_names[0]))
-#define STATS_KEYS_MAX  (1u << 20) /* distinct values counted per bucket; later new ones are not */
-#define STATS_EVENT_MAX 1000       /* values of one array bucket deduplicated per event */
+#define STATS_N        (sizeof(stats_names) / sizeof(stats_names[0]))
+#define STATS_KEYS_MAX (1u << 20) /* distinct values counted per bucket; later new ones are not */
+#define STATS_BYTES_MAX                                                                            \
+    ((size_t)64 << 20)       /* bytes of distinct values kept per bucket, likewise                 \
+                              */
+#define STATS_EVENT_MAX 1000 /* values of one array bucket deduplicated per event */
 
 enum {
     SB_TITLE,
@@ -338,6 +341,7 @@ struct stats_slot {
 struct stats_map {
     struct stats_slot *v;
     size_t cap, len;
+    size_t bytes; /* of the keys held */
 };
 
 static uint64_t stats_hash(const char *k, size_t len)
@@ -380,8 +384,8 @@ static int stats_add(struct stats_map *m, const char *k, size_t len)
         }
         j = (j + 1) & (m->cap - 1);
     }
-    if (m->len >= STATS_KEYS_MAX)
-        return 0; /* bounded memory: a value first seen past the bound is not counted */
+    if (m->len >= STATS_KEYS_MAX || m->bytes + len > STATS_BYTES_MAX)
+        return 0; /* bounded memory: a value first seen past the bounds is not counted */
     char *c = malloc(len + 1);
     if (!c)
         return SL_ENOMEM;
@@ -389,6 +393,7 @@ static int stats_add(struct stats_map *m, const char *k, size_t len)
     c[len] = 0;
     m->v[j] = (struct stats_slot){c, len, 1};
     m->len++;
+    m->bytes += len;
     return 0;
 }
 

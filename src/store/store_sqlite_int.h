@@ -284,6 +284,8 @@ int sl_sqlite_case_link(struct sqlite_store *s, int64_t seq, int64_t org_id, con
 int sl_sqlite_case_release_pending(struct sqlite_store *s);
 int sl_sqlite_case_get(struct sl_store *st, const char *org, const char *uuid, char **out_doc);
 int sl_sqlite_case_events(struct sl_store *st, const char *case_uuid, char **out_json);
+int sl_sqlite_case_event_docs(struct sl_store *st, const char *org, const char *case_uuid,
+                              int64_t offset, size_t limit, char **out_json, int64_t *out_total);
 int sl_sqlite_case_create(struct sl_store *st, const char *org, const char *uuid,
                           const struct sl_case_fields *f);
 int sl_sqlite_case_update(struct sl_store *st, const char *org, const char *uuid,

@@ -185,12 +185,18 @@ const char *const sl_sqlite_meta_sql[MST__N] = {
     [MST_CASE_OBSERVABLES] = "SELECT v, t, count(DISTINCT seq) AS n FROM (" CASE_OBS ")"
                              " GROUP BY v, t ORDER BY n DESC, v, t LIMIT ?2",
     [MST_CASE_EVENTS] = "SELECT uuid FROM events WHERE case_id = ?1 ORDER BY seq",
-    [MST_CASE_LIST_ORG] = "SELECT " CASE_COLS " FROM cases c JOIN orgs o ON o.id = c.org_id"
+    /* The page is chosen first (inner SELECT), so the event counts are taken for its cases
+     * only, not for every case the sort looks at. */
+    [MST_CASE_LIST_ORG] = "SELECT " CASE_COLS " FROM (SELECT c.id FROM cases c"
                           " WHERE c.org_id = ?1" CASE_FILTER
-                          " ORDER BY c.created_ms DESC, c.id DESC LIMIT ?7 OFFSET ?8",
-    [MST_CASE_LIST_ALL] =
-        "SELECT " CASE_COLS " FROM cases c JOIN orgs o ON o.id = c.org_id"
-        " WHERE ?1 IS NULL" CASE_FILTER " ORDER BY c.created_ms DESC, c.id DESC LIMIT ?7 OFFSET ?8",
+                          " ORDER BY c.created_ms DESC, c.id DESC LIMIT ?7 OFFSET ?8) p"
+                          " JOIN cases c ON c.id = p.id JOIN orgs o ON o.id = c.org_id"
+                          " ORDER BY c.created_ms DESC, c.id DESC",
+    [MST_CASE_LIST_ALL] = "SELECT " CASE_COLS " FROM (SELECT c.id FROM cases c"
+                          " WHERE ?1 IS NULL" CASE_FILTER
+                          " ORDER BY c.created_ms DESC, c.id DESC LIMIT ?7 OFFSET ?8) p"
+                          " JOIN cases c ON c.id = p.id JOIN orgs o ON o.id = c.org_id"
+                          " ORDER BY c.created_ms DESC, c.id DESC",
     [MST_CASE_COUNT_ORG] = "SELECT count(*) FROM cases c WHERE c.org_id = ?1" CASE_FILTER,
     [MST_CASE_COUNT_ALL] = "SELECT count(*) FROM cases c WHERE ?1 IS NULL" CASE_FILTER,
     /* Events row ?1 joins case ?2 (uuid ?4); Open becomes Closed when the case is (?3). A

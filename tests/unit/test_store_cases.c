@@ -609,6 +609,44 @@ static void test_link_update(void **state)
 
 /* ---- changing, closing, reopening ---- */
 
+/* A case's events page by page, read through the case: only the page, the count of all. */
+static void test_event_docs(void **state)
+{
+    struct fx *f = *state;
+    char a[SL_UUID_LEN + 1], b[SL_UUID_LEN + 1];
+    new_case(f->st, f->org.uuid, "a", a);
+    new_case(f->st, f->org.uuid, "b", b);
+    struct tev t[5];
+    const char *refs[] = {"p0", "p1", "p2", "p3", "p4"};
+    for (int i = 0; i < 5; i++)
+        tev_make(&t[i], f->org.uuid, refs[i], "Open", i == 3 ? b : a, NULL);
+    put_all(f->st, t, 5);
+    char *json = NULL;
+    int64_t total = -1;
+    assert_int_equal(sl_store_case_event_docs(f->st, f->org.uuid, a, 0, 3, &json, &total), 0);
+    assert_int_equal(total, 4);
+    cJSON *arr = cJSON_Parse(json);
+    assert_int_equal(cJSON_GetArraySize(arr), 3);
+    assert_string_equal(jstr(cJSON_GetArrayItem(arr, 0), "uuid"), t[0].uuid);
+    assert_string_equal(jstr(cJSON_GetArrayItem(arr, 2), "uuid"), t[2].uuid);
+    cJSON_Delete(arr);
+    free(json);
+    assert_int_equal(sl_store_case_event_docs(f->st, NULL, a, 3, 3, &json, &total), 0);
+    arr = cJSON_Parse(json);
+    assert_int_equal(cJSON_GetArraySize(arr), 1);
+    assert_string_equal(jstr(cJSON_GetArrayItem(arr, 0), "uuid"), t[4].uuid);
+    cJSON_Delete(arr);
+    free(json);
+    /* Another organization's case, a malformed uuid, bad bounds. */
+    assert_int_equal(sl_store_case_event_docs(f->st, f->org2.uuid, a, 0, 3, &json, &total),
+                     SL_ENOTFOUND);
+    assert_int_equal(sl_store_case_event_docs(f->st, NULL, "nope", 0, 3, &json, &total),
+                     SL_ENOTFOUND);
+    assert_int_equal(sl_store_case_event_docs(f->st, NULL, a, -1, 3, &json, &total), SL_EINVAL);
+    assert_int_equal(sl_store_case_event_docs(f->st, NULL, a, 0, 0, &json, &total), SL_EINVAL);
+    assert_null(json);
+}
+
 static void test_update(void **state)
 {
     struct fx *f = *state;
@@ -1322,6 +1360,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_template, setup, teardown),
         cmocka_unit_test_setup_teardown(test_link_effects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_link_update, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_docs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
