@@ -114,6 +114,12 @@ static void reply_store(struct sl_http_req *req, int rc, const char *what)
         sl_http_reply_error(req, 400, "invalid body", detail);
         return;
     }
+    if (rc == SL_ETIMEDOUT) { /* the observables of a case of millions of events */
+        sl_http_reply_error(req, 503, "query too expensive",
+                            "the query ran longer than 10 s and was stopped; page the case's "
+                            "events instead");
+        return;
+    }
     sl_api_meta_reply_store(req, rc, what, NULL);
 }
 

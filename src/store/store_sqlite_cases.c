@@ -199,7 +199,14 @@ static int put_time(struct sl_sqlite_buf *b, const char *key, int64_t ms, int nu
     return sl_sqlite_buf_json_str(b, when, strlen(when));
 }
 
-/* Renders a row of CASE_COLS as the case document; observable_count when obs >= 0. */
+/* A case of more events than this reports observable_count null: counting them reads every
+ * event's observables, on every read of the case (GET /case/<uuid>/observables lists them, under
+ * the read deadline). */
+#define OBS_COUNT_EVENTS_MAX 10000
+#define OBS_UNCOUNTED        (-2)
+
+/* Renders a row of CASE_COLS as the case document; observable_count when obs >= 0, null when
+ * obs is OBS_UNCOUNTED, absent otherwise. */
 static int case_doc(sqlite3_stmt *q, int64_t obs, struct sl_sqlite_buf *b)
 {
     const char *status = (const char *)sqlite3_column_text(q, CC_STATUS);
@@ -230,6 +237,8 @@ static int case_doc(sqlite3_stmt *q, int64_t obs, struct sl_sqlite_buf *b)
         rc = put_int(b, "event_count", sqlite3_column_int64(q, CC_EVENTS));
     if (rc == 0 && obs >= 0)
         rc = put_int(b, "observable_count", obs);
+    else if (rc == 0 && obs == OBS_UNCOUNTED)
+        rc = sl_sqlite_buf_put(b, ",\"observable_count\":null", 24);
     if (rc == 0)
         rc = put_time(b, "created_at", sqlite3_column_int64(q, CC_CREATED), 0);
     if (rc == 0)
@@ -738,9 +747,16 @@ static int get_in(struct sqlite_store *s, const char *org, const char *uuid,
                   struct sl_sqlite_buf *b)
 {
     struct case_ref ref;
-    int64_t obs = 0;
+    int64_t obs = 0, events = 0;
     int rc = case_find(s, org, uuid, &ref);
-    if (rc == 0)
+    if (rc == 0) {
+        sqlite3_stmt *q = s->mst[MST_CASE_EVENT_COUNT];
+        sqlite3_bind_int64(q, 1, ref.id);
+        rc = step_int(s, q, &events, "counting a case's events");
+    }
+    if (rc == 0 && events > OBS_COUNT_EVENTS_MAX)
+        obs = OBS_UNCOUNTED;
+    else if (rc == 0)
         rc = observable_count(s, ref.id, &obs);
     if (rc)
         return rc;
@@ -981,7 +997,9 @@ int sl_sqlite_case_observables(struct sl_store *st, const char *org, const char 
         sqlite3_stmt *q = s->mst[MST_CASE_OBSERVABLES];
         sqlite3_bind_int64(q, 1, ref.id);
         sqlite3_bind_int64(q, 2, (int64_t)limit);
+        sl_sqlite_deadline_start(s); /* a case of millions of events: SL_ETIMEDOUT, not hours */
         rc = observables_of(s, q, &b);
+        sl_sqlite_deadline_stop(s);
     }
     if ((rc = finish(s, rc))) {
         free(b.p);

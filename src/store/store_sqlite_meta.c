@@ -185,6 +185,7 @@ const char *const sl_sqlite_meta_sql[MST__N] = {
     [MST_CASE_OBSERVABLES] = "SELECT v, t, count(DISTINCT seq) AS n FROM (" CASE_OBS ")"
                              " GROUP BY v, t ORDER BY n DESC, v, t LIMIT ?2",
     [MST_CASE_EVENTS] = "SELECT uuid FROM events WHERE case_id = ?1 ORDER BY seq",
+    [MST_CASE_EVENT_COUNT] = "SELECT count(*) FROM events WHERE case_id = ?1",
     /* The page is chosen first (inner SELECT), so the event counts are taken for its cases
      * only, not for every case the sort looks at. */
     [MST_CASE_LIST_ORG] = "SELECT " CASE_COLS " FROM (SELECT c.id FROM cases c"
