@@ -7,7 +7,7 @@ export DEBIAN_FRONTEND=noninteractive
 # Build and runtime libraries of the product.
 build_pkgs=(build-essential cmake pkg-config
   libmicrohttpd-dev libcjson-dev liblmdb-dev libsqlite3-dev libssl-dev
-  libpcre2-dev libhyperscan-dev libcurl4-openssl-dev libmaxminddb-dev)
+  libpcre2-dev libhyperscan-dev libcurl4-openssl-dev libmaxminddb-dev librdkafka-dev)
 # Unit tests, sanitizer and fuzz builds, the format check, system tests (Debian's
 # /usr/bin/python3), and the benchmark scripts (curl, procps). The Kafka tests run a real
 # Apache Kafka broker (scripts/kafka.sh) on Java 17, its jars fetched from Maven Central with

@@ -14,6 +14,11 @@ static const char serve_usage[] =
     "On first start with an empty data directory it creates the organization \"default\" and\n"
     "writes an admin API key to <data dir>/admin.key.\n";
 
+static void warn_stderr(const char *msg)
+{
+    fprintf(stderr, "sluice: warning: %s\n", msg);
+}
+
 int sl_cli_serve(int argc, char **argv)
 {
     if (sl_cli_wants_help(argc, argv)) {
@@ -37,15 +42,22 @@ int sl_cli_serve(int argc, char **argv)
                 "run shared workers\n");
         return 2;
     }
-    if (cfg.kafka_bootstrap[0]) {
-        fprintf(stderr,
-                "sluice: REFLEX_EVENT_PROCESSOR_KAFKA_BOOTSTRAP_SERVERS=%s: the Kafka "
-                "stream backend is not available in this build; unset it to use the embedded "
-                "stream in SLUICE_DATA_DIR\n",
-                cfg.kafka_bootstrap);
+    char err[512];
+    if (sl_config_check_kafka(&cfg, err, sizeof(err), warn_stderr) != 0) {
+        fprintf(stderr, "sluice: %s\n", err);
         return 2;
     }
-    if (cfg.stream_max_bytes < 4 * cfg.max_body_bytes) {
+    if (cfg.kafka_bootstrap[0]) {
+        /* librdkafka reads the SSL material and checks every setting when a handle is made
+         * (no broker is contacted): a bad one stops start-up here, not in every child. */
+        struct sl_stream *s = sl_processor_open_stream(&cfg, err, sizeof(err));
+        if (!s) {
+            fprintf(stderr, "sluice: REFLEX_EVENT_PROCESSOR_KAFKA_BOOTSTRAP_SERVERS=%s: %s\n",
+                    cfg.kafka_bootstrap, err);
+            return 2;
+        }
+        sl_stream_destroy(s);
+    } else if (cfg.stream_max_bytes < 4 * cfg.max_body_bytes) {
         /* A request's records take about twice its body in LMDB pages; with less room than
          * that a single large request could never be accepted, whatever the backlog. */
         fprintf(stderr,
@@ -56,7 +68,6 @@ int sl_cli_serve(int argc, char **argv)
     }
     /* The GeoIP database and DNS server are opened by every worker: refuse a bad one here,
      * once and clearly, rather than let workers fail and restart forever. */
-    char err[512];
     struct sl_netlookup *net =
         sl_netlookup_open(cfg.geoip_db, cfg.dns_server, (size_t)cfg.dns_cache_size,
                           cfg.dns_cache_ttl_s, cfg.dns_timeout_s, err, sizeof(err));

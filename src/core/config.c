@@ -7,6 +7,7 @@
 #include "core/util.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -14,7 +15,8 @@
 
 extern char **environ;
 
-/* T_OPTPATH: a path that may be empty (off); T_OPTADDR: host:port or empty (off). */
+/* T_OPTPATH: a path that may be empty (off); T_OPTADDR: host:port or empty (off); T_SECRET: any
+ * text, never printed; T_SASL: mechanism:user:password or empty, printed without the password. */
 enum cfg_type {
     T_BOOL,
     T_INT,
@@ -25,7 +27,9 @@ enum cfg_type {
     T_LISTEN,
     T_BROKERS,
     T_OPTPATH,
-    T_OPTADDR
+    T_OPTADDR,
+    T_SECRET,
+    T_SASL
 };
 
 struct cfg_entry {
@@ -72,12 +76,37 @@ static const struct cfg_entry table[] = {
     {"REFLEX_EVENT_PROCESSOR_MAX_WORKERS_PER_ORGANIZATION", T_INT, OFF(max_workers_per_org), "5", 1,
      SL_MAX_WORKERS, "Dedicated mode: workers (and stream partitions) per organization."},
     {"REFLEX_EVENT_PROCESSOR_KAFKA_BOOTSTRAP_SERVERS", T_BROKERS, OFF(kafka_bootstrap), "", 0, 0,
-     "Comma-separated host:port list of Kafka brokers. Not available in this build: `serve` "
-     "refuses to start with it set rather than silently use the embedded stream."},
+     "Comma-separated host:port list of Kafka brokers. Set: the ingest stream is the Kafka "
+     "topic `events` (WORKER_COUNT partitions, created or grown by `serve`; consumer group "
+     "`workers`) instead of the embedded stream in SLUICE_DATA_DIR. Shared mode only."},
     {"REFLEX_EVENT_PROCESSOR_KAFKA_TOPIC_RETENTION", T_DURATION, OFF(kafka_retention_s), "7d", 60,
      INT64_C(315360000),
-     "Retention of the Kafka event topics. A number is seconds; s, m, h and d suffixes are "
-     "accepted (Reflex multiplies a bare number by 1000 into the wrong topic setting)."},
+     "Retention of the Kafka event topics, set as the topic's retention.ms when `serve` "
+     "creates it and brought in line on every start if someone changed it. A number is "
+     "seconds; s, m, h and d suffixes are accepted (Reflex multiplies a bare number by 1000 "
+     "into the wrong topic setting). sluice owns its topics' configs: librdkafka 2.0 can only "
+     "replace a topic's dynamic configs as a whole (AlterConfigs), so a change made by "
+     "someone else between sluice's read and write is lost. Kafka deletes by age whether or "
+     "not the workers have read a record: keep it well above any outage you plan to ride out."},
+    {"KAFKA_SSL_ENABLED", T_BOOL, OFF(kafka_ssl), "false", 0, 1,
+     "TLS to the Kafka brokers (shared with the RIG gateway, seed 002). With KAFKA_SASL set, "
+     "SASL over TLS."},
+    {"KAFKA_SSL_CA_CERTFILE", T_OPTPATH, OFF(kafka_ssl_ca), "", 0, 0,
+     "PEM file of the CA(s) that signed the brokers' certificates. Empty: the system's CA "
+     "store. (RIG's default ca.crt.pem is relative to its own priv directory; sluice has "
+     "none, so set full paths.)"},
+    {"KAFKA_SSL_CERTFILE", T_OPTPATH, OFF(kafka_ssl_cert), "", 0, 0,
+     "PEM client certificate for brokers that require one (with KAFKA_SSL_KEYFILE). Empty: "
+     "none."},
+    {"KAFKA_SSL_KEYFILE", T_OPTPATH, OFF(kafka_ssl_key), "", 0, 0,
+     "PEM private key of KAFKA_SSL_CERTFILE."},
+    {"KAFKA_SSL_KEYFILE_PASS", T_SECRET, OFF(kafka_ssl_key_pass), "", 0, 0,
+     "Passphrase of KAFKA_SSL_KEYFILE, if it is encrypted. Never printed."},
+    {"KAFKA_SASL", T_SASL, OFF(kafka_sasl), "", 0, 0,
+     "SASL credentials as mechanism:user:password with mechanism plain, scram-sha-256 or "
+     "scram-sha-512 (the password may contain colons). Empty: no SASL. Without "
+     "KAFKA_SSL_ENABLED the password crosses the network in clear (a warning is logged). "
+     "`sluice config` prints it without the password."},
     {"SLUICE_LISTEN", T_LISTEN, OFF(listen), "127.0.0.1:8080", 0, 0,
      "host:port the HTTP API listens on. Port 0 picks a free port; the bound address is "
      "written to <data dir>/listen.addr."},
@@ -202,6 +231,21 @@ static int parse_brokers(const char *s)
     return 0;
 }
 
+/* "" or mechanism:user:password with a known mechanism, a user and a password. */
+static int parse_sasl(const char *s)
+{
+    static const char *const mechs[] = {"plain", "scram-sha-256", "scram-sha-512"};
+    const char *c1 = strchr(s, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    if (!*s)
+        return 0;
+    if (!c2 || c2 == c1 + 1 || !c2[1])
+        return SL_EINVAL;
+    for (size_t i = 0; i < sizeof(mechs) / sizeof(mechs[0]); i++)
+        if (strlen(mechs[i]) == (size_t)(c1 - s) && !strncasecmp(s, mechs[i], (size_t)(c1 - s)))
+            return 0;
+    return SL_EINVAL;
+}
+
 static const char *accepted_text(const struct cfg_entry *e, char *buf, size_t len)
 {
     switch (e->type) {
@@ -219,6 +263,11 @@ static const char *accepted_text(const struct cfg_entry *e, char *buf, size_t le
         return "a path, or empty for none";
     case T_OPTADDR:
         return "host:port, or empty for the system's";
+    case T_SECRET:
+        return "any text, or empty for none";
+    case T_SASL:
+        return "plain:USER:PASSWORD, scram-sha-256:USER:PASSWORD or scram-sha-512:USER:PASSWORD, "
+               "or empty for none";
     case T_INT:
         snprintf(buf, len, "an integer %lld..%lld", (long long)e->min, (long long)e->max);
         return buf;
@@ -278,6 +327,12 @@ static int apply(struct sl_config *cfg, const struct cfg_entry *e, const char *v
         if (strlen(v) >= sizeof(cfg->dns_server) || (*v && parse_listen(v)))
             return SL_EINVAL;
         snprintf(field, sizeof(cfg->dns_server), "%s", v);
+        return 0;
+    case T_SECRET:
+    case T_SASL:
+        if (strlen(v) >= sizeof(cfg->kafka_sasl) || (e->type == T_SASL && parse_sasl(v)))
+            return SL_EINVAL;
+        snprintf(field, sizeof(cfg->kafka_sasl), "%s", v);
         return 0;
     case T_LISTEN:
     case T_BROKERS:
@@ -370,6 +425,14 @@ static void value_text(const struct sl_config *cfg, const struct cfg_entry *e, c
     case T_OPTADDR:
         snprintf(buf, len, "%s", field);
         break;
+    case T_SECRET:
+        snprintf(buf, len, "%s", *field ? "(set)" : "");
+        break;
+    case T_SASL: {
+        const char *c2 = *field ? strchr(strchr(field, ':') + 1, ':') : NULL;
+        snprintf(buf, len, "%.*s%s", c2 ? (int)(c2 - field) : 0, field, c2 ? ":(password)" : "");
+        break;
+    }
     case T_DURATION:
         snprintf(buf, len, "%llds", (long long)*(const int64_t *)field);
         break;
@@ -430,4 +493,42 @@ void sl_config_print(const struct sl_config *cfg, char **envp, FILE *out, int fo
     }
     if (format == 1)
         fprintf(out, "\n}\n");
+}
+
+/* A file the server will read: it must exist and be readable by us. */
+static int check_file(const char *name, const char *path, char *err, size_t errlen)
+{
+    if (!*path || access(path, R_OK) == 0)
+        return 0;
+    snprintf(err, errlen, "%s=%s: cannot read the file: %s", name, path, strerror(errno));
+    return SL_EINVAL;
+}
+
+int sl_config_check_kafka(const struct sl_config *cfg, char *err, size_t errlen,
+                          void (*warn)(const char *msg))
+{
+    if (!cfg->kafka_bootstrap[0])
+        return 0;
+    if (cfg->kafka_ssl) {
+        if (check_file("KAFKA_SSL_CA_CERTFILE", cfg->kafka_ssl_ca, err, errlen) ||
+            check_file("KAFKA_SSL_CERTFILE", cfg->kafka_ssl_cert, err, errlen) ||
+            check_file("KAFKA_SSL_KEYFILE", cfg->kafka_ssl_key, err, errlen))
+            return SL_EINVAL;
+        if (!cfg->kafka_ssl_cert[0] != !cfg->kafka_ssl_key[0]) {
+            snprintf(err, errlen,
+                     "KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE: a client certificate "
+                     "needs its key: set both or neither");
+            return SL_EINVAL;
+        }
+        if (cfg->kafka_ssl_key_pass[0] && !cfg->kafka_ssl_key[0]) {
+            snprintf(err, errlen, "KAFKA_SSL_KEYFILE_PASS is set but KAFKA_SSL_KEYFILE is not");
+            return SL_EINVAL;
+        }
+    } else if (cfg->kafka_ssl_ca[0] || cfg->kafka_ssl_cert[0] || cfg->kafka_ssl_key[0]) {
+        if (warn)
+            warn("KAFKA_SSL_* files are set but KAFKA_SSL_ENABLED is false: they are not used");
+    }
+    if (cfg->kafka_sasl[0] && !cfg->kafka_ssl && warn)
+        warn("KAFKA_SASL without KAFKA_SSL_ENABLED: the password crosses the network in clear");
+    return 0;
 }

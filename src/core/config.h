@@ -23,6 +23,13 @@ struct sl_config {
     int max_workers_per_org;    /* MAX_WORKERS_PER_ORGANIZATION */
     char kafka_bootstrap[1024]; /* KAFKA_BOOTSTRAP_SERVERS ("" = unset) */
     int64_t kafka_retention_s;  /* KAFKA_TOPIC_RETENTION, seconds */
+    /* KAFKA_* shared with the RIG gateway (seed 002) */
+    int kafka_ssl;                 /* KAFKA_SSL_ENABLED */
+    char kafka_ssl_ca[1024];       /* KAFKA_SSL_CA_CERTFILE ("" = the system's CA store) */
+    char kafka_ssl_cert[1024];     /* KAFKA_SSL_CERTFILE ("" = no client certificate) */
+    char kafka_ssl_key[1024];      /* KAFKA_SSL_KEYFILE */
+    char kafka_ssl_key_pass[1024]; /* KAFKA_SSL_KEYFILE_PASS */
+    char kafka_sasl[1024];         /* KAFKA_SASL: mechanism:user:password ("" = none) */
     /* SLUICE_* */
     char listen[256];               /* SLUICE_LISTEN host:port ("127.0.0.1:8080"; port 0 = any) */
     char data_dir[1024];            /* SLUICE_DATA_DIR */
@@ -56,6 +63,12 @@ int sl_config_load(struct sl_config *cfg, char **envp, char *err, size_t errlen,
 /* Writes the effective settings: name, value and source ("default" or "environment").
  * format: 0 = text, 1 = JSON, 2 = Markdown reference table (defaults and descriptions). */
 void sl_config_print(const struct sl_config *cfg, char **envp, FILE *out, int format);
+
+/* Checks the Kafka settings together (files readable, certificate and key paired). Returns 0,
+ * or SL_EINVAL with a message naming the variable in err. Warnings (SASL without SSL sends the
+ * password in clear) go through warn (may be NULL). */
+int sl_config_check_kafka(const struct sl_config *cfg, char *err, size_t errlen,
+                          void (*warn)(const char *msg));
 
 /* The number of online CPUs minus one, at least 1: the default worker count. */
 int sl_config_default_workers(void);

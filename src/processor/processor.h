@@ -16,8 +16,8 @@
 #define SL_TOPIC_EVENTS  "events"
 #define SL_GROUP_WORKERS "workers"
 
-/* Opens the stream configured by cfg (the embedded stream in <data_dir>/stream).
- * Returns NULL and a message in err. */
+/* Opens the stream configured by cfg: Kafka when REFLEX_EVENT_PROCESSOR_KAFKA_BOOTSTRAP_SERVERS
+ * is set, else the embedded stream in <data_dir>/stream. Returns NULL and a message in err. */
 struct sl_stream *sl_processor_open_stream(const struct sl_config *cfg, char *err, size_t errlen);
 
 /* Runs `sluice serve`: validates, prepares the data directory (bootstrapping the default

@@ -55,9 +55,25 @@ static void on_child_term(int sig)
     child_stop = 1;
 }
 
+/* The one place that names a stream backend: Kafka when bootstrap servers are set, else the
+ * embedded stream. */
 struct sl_stream *sl_processor_open_stream(const struct sl_config *cfg, char *err, size_t errlen)
 {
     char dir[1100];
+    if (cfg->kafka_bootstrap[0]) {
+        struct sl_stream_config kc = {.bootstrap = cfg->kafka_bootstrap,
+                                      .client_id = "sluice",
+                                      .retention_ms = cfg->kafka_retention_s * 1000,
+                                      .ssl = cfg->kafka_ssl,
+                                      .ssl_ca = cfg->kafka_ssl_ca,
+                                      .ssl_cert = cfg->kafka_ssl_cert,
+                                      .ssl_key = cfg->kafka_ssl_key,
+                                      .ssl_key_pass = cfg->kafka_ssl_key_pass,
+                                      .sasl = cfg->kafka_sasl,
+                                      /* a few of the largest requests may wait for a broker */
+                                      .queue_max_bytes = 4 * (uint64_t)cfg->max_body_bytes};
+        return sl_stream_kafka_create(&kc, err, errlen);
+    }
     snprintf(dir, sizeof(dir), "%s/stream", cfg->data_dir);
     struct sl_stream_config sc = {.dir = dir,
                                   .max_bytes = (uint64_t)cfg->stream_max_bytes,
@@ -153,7 +169,7 @@ static int prepare_stream(struct supervisor *sv)
     uint32_t parts = 0;
     struct sl_stream *s = sl_processor_open_stream(sv->cfg, err, sizeof(err));
     if (!s) {
-        SL_ERROR("cannot open the stream in %s/stream: %s", sv->cfg->data_dir, err);
+        SL_ERROR("cannot open the stream: %s", err);
         return SL_EIO;
     }
     int rc = sl_stream_topic_ensure(s, SL_TOPIC_EVENTS, (uint32_t)sv->cfg->worker_count, &parts);

@@ -12,10 +12,23 @@
 struct sl_stream;
 struct sl_stream_consumer;
 
+/* Settings of a backend. Strings are borrowed: the creator copies what it keeps. */
 struct sl_stream_config {
     const char *dir;      /* embedded backend: directory of the LMDB environment (created) */
     uint64_t max_bytes;   /* embedded backend: size bound of the environment (LMDB map size) */
-    int64_t retention_ms; /* records committed by every group and older than this are trimmed */
+    int64_t retention_ms; /* embedded: records committed by every group and older than this are
+                             trimmed; Kafka: the topics' retention.ms */
+    /* Kafka backend only (NULL or "" = not set): */
+    const char *bootstrap;    /* host:port[,host:port...] */
+    const char *client_id;    /* client.id of every handle */
+    int ssl;                  /* security.protocol ssl (sasl_ssl with sasl) */
+    const char *ssl_ca;       /* ssl.ca.location ("" = the system's CA store) */
+    const char *ssl_cert;     /* ssl.certificate.location (client certificate) */
+    const char *ssl_key;      /* ssl.key.location */
+    const char *ssl_key_pass; /* ssl.key.password */
+    const char *sasl;         /* "mechanism:user:password", mechanism plain, scram-sha-256 or
+                                 scram-sha-512 (validated by the configuration) */
+    uint64_t queue_max_bytes; /* Kafka: the producer's local buffer bound (0 = 256 MiB) */
 };
 
 /* One record to append. */
@@ -71,6 +84,17 @@ struct sl_stream_consumer {
  * Returns NULL and a message in err on failure. The caller owns the result. */
 struct sl_stream *sl_stream_lmdb_create(const struct sl_stream_config *cfg, char *err,
                                         size_t errlen);
+
+/* Opens the Kafka backend on cfg->bootstrap (stream_kafka.c, librdkafka). Connects lazily:
+ * a broker that is down is not an error here, only in the calls that need it. Same rules as the
+ * embedded stream for fork(): open after it. Differences from the embedded backend, which the
+ * contracts below mention: an append that fails may have made some of its records visible
+ * (Kafka has no multi-record atomicity without transactions; a retry is deduplicated by the
+ * store), trim is Kafka's retention (always 0), and topic_ensure also sets retention.ms.
+ * Returns NULL and a message in err on a bad setting (unreadable SSL files, bad SASL). The caller
+ * owns the result. */
+struct sl_stream *sl_stream_kafka_create(const struct sl_stream_config *cfg, char *err,
+                                         size_t errlen);
 
 /* Closes s. Consumers created from s must be destroyed first. */
 void sl_stream_destroy(struct sl_stream *s);

@@ -103,6 +103,44 @@ static void test_config_bad_values(void **state)
     expect_bad("SLUICE_LISTEN=127.0.0.1:70000", "host:port");
     expect_bad("SLUICE_MAX_BODY_BYTES=1T", "size");
     expect_bad("REFLEX_EVENT_PROCESSOR_MAX_QUEUE_SIZE=lots", "an integer");
+    expect_bad("KAFKA_SASL=gssapi:alice:secret", "scram-sha-512:USER:PASSWORD");
+    expect_bad("KAFKA_SASL=plain:alice", "plain:USER:PASSWORD");
+    expect_bad("KAFKA_SASL=plain::secret", "plain:USER:PASSWORD");
+    expect_bad("KAFKA_SASL=scram-sha-256:alice:", "plain:USER:PASSWORD");
+    expect_bad("KAFKA_SSL_ENABLED=perhaps", "true or false");
+}
+
+/* The gateway-shared Kafka settings: parsed, checked together, secrets never printed. */
+static void test_config_kafka(void **state)
+{
+    (void)state;
+    char *env[] = {"REFLEX_EVENT_PROCESSOR_KAFKA_BOOTSTRAP_SERVERS=k1:9092,k2:9092",
+                   "KAFKA_SASL=SCRAM-SHA-512:alice:pa:ss", "KAFKA_SSL_KEYFILE_PASS=hunter2",
+                   "KAFKA_SSL_ENABLED=1", NULL};
+    struct sl_config cfg;
+    char err[512] = "", *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(sl_config_load(&cfg, env, err, sizeof(err), NULL), 0);
+    assert_int_equal(cfg.kafka_ssl, 1);
+    assert_string_equal(cfg.kafka_sasl, "SCRAM-SHA-512:alice:pa:ss");
+    /* A passphrase without a key file is a mistake worth stopping for. */
+    assert_int_equal(sl_config_check_kafka(&cfg, err, sizeof(err), NULL), SL_EINVAL);
+    assert_non_null(strstr(err, "KAFKA_SSL_KEYFILE_PASS"));
+    snprintf(cfg.kafka_ssl_cert, sizeof(cfg.kafka_ssl_cert), "/nonexistent/client.pem");
+    assert_int_equal(sl_config_check_kafka(&cfg, err, sizeof(err), NULL), SL_EINVAL);
+    assert_non_null(strstr(err, "KAFKA_SSL_CERTFILE=/nonexistent/client.pem"));
+    cfg.kafka_ssl_cert[0] = 0;
+    cfg.kafka_ssl_key_pass[0] = 0;
+    warnings = 0;
+    cfg.kafka_ssl = 0;
+    assert_int_equal(sl_config_check_kafka(&cfg, err, sizeof(err), count_warning), 0);
+    assert_int_equal(warnings, 1); /* SASL in clear */
+    FILE *f = open_memstream(&buf, &len);
+    sl_config_print(&cfg, env, f, 0);
+    fclose(f);
+    assert_non_null(strstr(buf, "KAFKA_SASL=SCRAM-SHA-512:alice:(password)  (environment)"));
+    assert_null(strstr(buf, "pa:ss"));
+    free(buf);
 }
 
 static void test_config_unknown_warned(void **state)
@@ -249,11 +287,17 @@ static void test_arena(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config_defaults),   cmocka_unit_test(test_config_env_values),
-        cmocka_unit_test(test_config_bad_values), cmocka_unit_test(test_config_unknown_warned),
-        cmocka_unit_test(test_config_print),      cmocka_unit_test(test_time),
-        cmocka_unit_test(test_uuid_and_hashes),   cmocka_unit_test(test_parse_numbers),
-        cmocka_unit_test(test_histogram),         cmocka_unit_test(test_arena),
+        cmocka_unit_test(test_config_defaults),
+        cmocka_unit_test(test_config_env_values),
+        cmocka_unit_test(test_config_bad_values),
+        cmocka_unit_test(test_config_unknown_warned),
+        cmocka_unit_test(test_config_print),
+        cmocka_unit_test(test_config_kafka),
+        cmocka_unit_test(test_time),
+        cmocka_unit_test(test_uuid_and_hashes),
+        cmocka_unit_test(test_parse_numbers),
+        cmocka_unit_test(test_histogram),
+        cmocka_unit_test(test_arena),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
