@@ -534,6 +534,17 @@ static int k_topic_ensure(struct sl_stream *s, const char *topic, uint32_t parti
 
 /* ---- backlog ---------------------------------------------------------------------------- */
 
+/* The entry of partition p in a list that was built with every partition (librdkafka may
+ * reorder a list it fills in, so never index by position). */
+static const rd_kafka_topic_partition_t *part_of(const rd_kafka_topic_partition_list_t *list,
+                                                 const char *topic, uint32_t p)
+{
+    static const rd_kafka_topic_partition_t none = {.offset = -1, .err = RD_KAFKA_RESP_ERR__FAIL};
+    const rd_kafka_topic_partition_t *e =
+        rd_kafka_topic_partition_list_find(list, topic, (int32_t)p);
+    return e ? e : &none;
+}
+
 static int k_backlog(struct sl_stream *s, const char *topic, const char *group,
                      uint64_t *out_records)
 {
@@ -584,7 +595,7 @@ static int k_backlog(struct sl_stream *s, const char *topic, const char *group,
     }
     /* A partition the group never committed counts from its first retained record. */
     for (uint32_t p = 0; p < np; p++) {
-        if (committed->elems[p].offset >= 0)
+        if (part_of(committed, topic, p)->offset >= 0)
             continue;
         if (!starts)
             starts = rd_kafka_topic_partition_list_new((int)np);
@@ -596,12 +607,13 @@ static int k_backlog(struct sl_stream *s, const char *topic, const char *group,
         goto out;
     }
     uint64_t sum = 0;
-    for (uint32_t p = 0, j = 0; p < np; p++) {
-        int64_t from = committed->elems[p].offset, end = ends->elems[p].offset;
+    for (uint32_t p = 0; p < np; p++) {
+        const rd_kafka_topic_partition_t *e_end = part_of(ends, topic, p);
+        int64_t from = part_of(committed, topic, p)->offset, end = e_end->offset;
         if (from < 0)
-            from = starts->elems[j++].offset;
-        if (ends->elems[p].err || end < 0) {
-            rc = map_err(ends->elems[p].err ? ends->elems[p].err : RD_KAFKA_RESP_ERR__FAIL);
+            from = part_of(starts, topic, p)->offset;
+        if (e_end->err || end < 0) {
+            rc = map_err(e_end->err ? e_end->err : RD_KAFKA_RESP_ERR__FAIL);
             goto out;
         }
         if (from >= 0 && end > from)
@@ -897,6 +909,12 @@ struct sl_stream *sl_stream_kafka_create(const struct sl_stream_config *cfg, cha
         goto fail;
     }
     k->dr_started = 1;
+    /* librdkafka before 2.6.1 repeats the client nonce in its SCRAM proof, which brokers since
+     * Kafka 3.8.1 (the CVE-2024-56128 fix) reject as invalid credentials (librdkafka #4895). */
+    if (!strncasecmp(k->sasl, "scram", 5) && rd_kafka_version() < 0x020601ff)
+        SL_WARN("kafka: librdkafka %s cannot authenticate with SCRAM to Kafka 3.8.1 or later "
+                "(fixed in librdkafka 2.6.1); use plain over SSL with those brokers",
+                rd_kafka_version_str());
     return &k->base;
 fail:
     k_destroy(&k->base);

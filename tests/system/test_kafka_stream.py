@@ -13,7 +13,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
-from kafka_fixture import KafkaBroker, kafka_broker  # noqa: F401  (a fixture)
+from kafka_fixture import KafkaBroker, free_port, kafka_broker  # noqa: F401  (a fixture)
 from sluice_harness import Loader, TIME_FACTOR, make_events, new_prefix, run_cli, wait_for
 from test_crash import check_exactly_once
 
@@ -228,3 +228,66 @@ def test_bad_kafka_settings_refused(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "s3:cret" not in r.stdout and "hunter2" not in r.stdout, r.stdout
     assert "KAFKA_SASL=scram-sha-512:alice:(password)" in r.stdout, r.stdout
+
+
+def test_backlog_and_queue_bound(servers, fresh):
+    """With processing off the backlog is what waits in Kafka: counted from the partitions'
+    start (no committed offsets yet), and past MAX_QUEUE_SIZE ingest is throttled (429)."""
+    srv = servers(env=kafka_env(fresh, workers=2, REFLEX_EVENT_PROCESSOR_DISABLED="true",
+                                REFLEX_EVENT_PROCESSOR_MAX_QUEUE_SIZE="150"))
+    c = srv.client()
+    c.ingest(make_events("kb-a", 100))
+    c.ingest(make_events("kb-b", 100))
+    wait_for("backlog of 200", lambda: c.queue_stats()["size"] == 200, 10)
+    r = c.post_bulk(make_events("kb-c", 10))
+    assert r.status_code == 429 and r.headers.get("Retry-After"), (r.status_code, r.text[:300])
+    assert c.total() == 0
+    # Processing on: the backlog drains to zero and the group commits the ends.
+    srv.terminate()
+    srv.env["REFLEX_EVENT_PROCESSOR_DISABLED"] = "false"
+    srv.start()
+    c = srv.client()
+    c.wait_stored(200, timeout=60)
+    committed, ends = group_offsets_and_ends(fresh)
+    assert committed == ends and sum(ends.values()) == 200, (committed, ends)
+
+
+def test_sasl_plain(servers, tmp_path):
+    """KAFKA_SASL=plain:user:pass against a broker's SASL_PLAINTEXT listener that only knows that
+    user: events flow; a wrong password stops `serve` with the broker's authentication error
+    instead of running without a stream. (SCRAM is not tested here: Debian 12's librdkafka
+    2.0.2 computes a SCRAM proof that Kafka >= 3.8.1 rejects, librdkafka #4895, fixed in 2.6.1;
+    sluice warns about it at start.)"""
+    directory = tempfile.mkdtemp(prefix="sluice-kafka-sasl-")
+    broker = KafkaBroker(directory)
+    broker.port, broker.controller_port, sasl_port = free_port(), free_port(), free_port()
+    broker.extra_properties = f"""
+listeners=PLAINTEXT://127.0.0.1:{broker.port},CONTROLLER://127.0.0.1:{broker.controller_port},\
+SASL_PLAINTEXT://127.0.0.1:{sasl_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{broker.port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,\
+SASL_PLAINTEXT:SASL_PLAINTEXT
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=\
+org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice:secret";
+"""
+    try:
+        broker.start()
+        sasl = f"127.0.0.1:{sasl_port}"
+        bad = servers(env=kafka_env(sasl, KAFKA_SASL="plain:alice:wrong"), wait=False,
+                      name="bad")
+        rc = bad.proc.wait(timeout=60 * TIME_FACTOR)
+        assert rc != 0, bad.log_tail()
+        assert "Authentication failed" in bad.log_text(), bad.log_tail()
+
+        # The password may contain colons: only the first two separate.
+        srv = servers(env=kafka_env(sasl, KAFKA_SASL="plain:alice:alice:secret"))
+        assert "in clear" in srv.log_text()  # SASL without SSL is warned about
+        c = srv.client()
+        c.ingest(make_events("ks", 100))
+        c.wait_stored(100, timeout=60)
+        parts, retention = topic_state(broker.bootstrap)  # checked on the plain listener
+        assert parts == 2 and retention == str(RETENTION_S * 1000)
+    finally:
+        broker.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)
