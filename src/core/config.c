@@ -106,7 +106,9 @@ static const struct cfg_entry table[] = {
      "SASL credentials as mechanism:user:password with mechanism plain, scram-sha-256 or "
      "scram-sha-512 (the password may contain colons). Empty: no SASL. Without "
      "KAFKA_SSL_ENABLED the password crosses the network in clear (a warning is logged). "
-     "`sluice config` prints it without the password."},
+     "`sluice config` prints it without the password. SCRAM needs librdkafka 2.6.1 or later "
+     "with Kafka 3.8.1 or later brokers (librdkafka #4895; Debian 12 ships 2.0.2, and serve "
+     "warns): use plain over SSL there."},
     {"SLUICE_LISTEN", T_LISTEN, OFF(listen), "127.0.0.1:8080", 0, 0,
      "host:port the HTTP API listens on. Port 0 picks a free port; the bound address is "
      "written to <data dir>/listen.addr."},

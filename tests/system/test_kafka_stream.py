@@ -6,6 +6,7 @@ consumer group's offsets are checked with an independent client (kafka-python), 
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 
@@ -14,8 +15,9 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
 from kafka_fixture import KafkaBroker, free_port, kafka_broker  # noqa: F401  (a fixture)
-from sluice_harness import Loader, TIME_FACTOR, make_events, new_prefix, run_cli, wait_for
-from test_crash import check_exactly_once
+from sluice_harness import (Loader, TIME_FACTOR, group_pids, make_events, new_prefix, run_cli,
+                            wait_for)
+from test_crash import check_exactly_once, wait_settled
 
 TOPIC = "events"
 GROUP = "workers"
@@ -167,6 +169,28 @@ def test_worker_sigkill_under_load(servers, fresh):
     check_exactly_once(c, ld.acked, [])
 
 
+def test_whole_tree_sigkill_and_restart(servers, fresh):
+    """SIGKILL of the whole server mid-load: after a restart on the same data dir and topic,
+    every acknowledged event is stored exactly once (uncommitted records come back from
+    Kafka, committed ones do not)."""
+    srv = servers(env=kafka_env(fresh, workers=2))
+    key = srv.admin_key()
+    total = 20_000
+    ld = Loader(lambda: srv.url, key, new_prefix("ktree"), total, batch=500, threads=4,
+                stop_on_error=True).start()
+    ld.wait_acked(total // 2)
+    srv.kill()
+    assert not group_pids(srv.pgid)
+    ld.join()
+    assert ld.acked_events < total, "the kill came too late to test anything"
+    srv = servers(data_dir=srv.data_dir, env=kafka_env(fresh, workers=2))
+    c = srv.client()
+    wait_settled(c, len(ld.acked), timeout=120)
+    check_exactly_once(c, ld.acked, ld.unknown)
+    committed, ends = group_offsets_and_ends(fresh)
+    assert committed == ends, (committed, ends)
+
+
 def test_broker_outage_503_then_recovery(servers, tmp_path):
     """The broker stopped: ingest answers 503 with Retry-After (never 200) within a bounded
     time; started again (same data): ingest recovers by itself, nothing acknowledged is lost."""
@@ -288,6 +312,71 @@ org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="ali
         c.wait_stored(100, timeout=60)
         parts, retention = topic_state(broker.bootstrap)  # checked on the plain listener
         assert parts == 2 and retention == str(RETENTION_S * 1000)
+    finally:
+        broker.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def make_certs(d):
+    """A CA, a broker certificate for 127.0.0.1 and a client certificate whose key is encrypted
+    with the passphrase "keypass", all PEM, made with the openssl command."""
+    def ossl(*args):
+        r = subprocess.run(["openssl", *args], cwd=d, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+         "-days", "2", "-subj", "/CN=sluice-test-ca")
+    for name, ext in (("broker", "subjectAltName=IP:127.0.0.1"),
+                      ("client", "extendedKeyUsage=clientAuth")):
+        ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
+             f"{name}.csr", "-subj", f"/CN={name}")
+        (d / f"{name}.ext").write_text(ext + "\n")
+        ossl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
+    ossl("pkcs8", "-topk8", "-in", "client.key", "-out", "client.enc.key", "-passout",
+         "pass:keypass")
+    ossl("pkcs8", "-topk8", "-nocrypt", "-in", "broker.key", "-out", "broker.p8")
+    (d / "broker.keystore.pem").write_text((d / "broker.p8").read_text() +
+                                           (d / "broker.pem").read_text())
+
+
+def test_ssl_with_client_certificate(servers, tmp_path):
+    """KAFKA_SSL_ENABLED with the CA, a client certificate and an encrypted key (the RIG
+    settings) against a broker listener that requires client certificates: events flow.
+    Without the client certificate the broker refuses the connection and serve stops."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    make_certs(certs)
+    directory = tempfile.mkdtemp(prefix="sluice-kafka-ssl-")
+    broker = KafkaBroker(directory)
+    broker.port, broker.controller_port, ssl_port = free_port(), free_port(), free_port()
+    broker.extra_properties = f"""
+listeners=PLAINTEXT://127.0.0.1:{broker.port},CONTROLLER://127.0.0.1:{broker.controller_port},\\
+SSL://127.0.0.1:{ssl_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{broker.port},SSL://127.0.0.1:{ssl_port}
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL
+ssl.keystore.type=PEM
+ssl.keystore.location={certs}/broker.keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location={certs}/ca.pem
+ssl.client.auth=required
+"""
+    ssl_env = {"KAFKA_SSL_ENABLED": "true", "KAFKA_SSL_CA_CERTFILE": str(certs / "ca.pem")}
+    try:
+        broker.start()
+        bootstrap = f"127.0.0.1:{ssl_port}"
+        bad = servers(env=kafka_env(bootstrap, **ssl_env), wait=False, name="nocert")
+        assert bad.proc.wait(timeout=60 * TIME_FACTOR) != 0, bad.log_tail()
+        assert "ssl://" in bad.log_text() and "cannot create topic" in bad.log_text(), \
+            bad.log_tail()
+
+        srv = servers(env=kafka_env(bootstrap, **ssl_env,
+                                    KAFKA_SSL_CERTFILE=certs / "client.pem",
+                                    KAFKA_SSL_KEYFILE=certs / "client.enc.key",
+                                    KAFKA_SSL_KEYFILE_PASS="keypass"))
+        c = srv.client()
+        c.ingest(make_events("kssl", 100))
+        c.wait_stored(100, timeout=60)
+        assert topic_state(broker.bootstrap) == (2, str(RETENTION_S * 1000))
     finally:
         broker.cleanup()
         shutil.rmtree(directory, ignore_errors=True)
