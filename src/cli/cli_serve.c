@@ -48,8 +48,9 @@ int sl_cli_serve(int argc, char **argv)
         return 2;
     }
     if (cfg.kafka_bootstrap[0]) {
-        /* librdkafka reads the SSL material and checks every setting when a handle is made
-         * (no broker is contacted): a bad one stops start-up here, not in every child. */
+        /* librdkafka checks every setting and loads the SSL material when a handle is made
+         * (this one is closed at once, before it has done anything with a broker): a bad one
+         * stops start-up here, once, not in every child. */
         struct sl_stream *s = sl_processor_open_stream(&cfg, err, sizeof(err));
         if (!s) {
             fprintf(stderr, "sluice: REFLEX_EVENT_PROCESSOR_KAFKA_BOOTSTRAP_SERVERS=%s: %s\n",

@@ -545,31 +545,38 @@ static const rd_kafka_topic_partition_t *part_of(const rd_kafka_topic_partition_
     return e ? e : &none;
 }
 
+/* Under admin_lock: makes k->group_rk a consumer handle of group (for committed offsets). */
+static int group_handle(struct kstream *k, const char *group)
+{
+    char err[512] = "";
+    if (k->group_rk && !strcmp(k->group_name, group))
+        return 0;
+    if (k->group_rk)
+        rd_kafka_destroy(k->group_rk);
+    k->group_rk = NULL;
+    rd_kafka_conf_t *conf = base_conf(k, err, sizeof(err));
+    if (conf && conf_set(conf, "group.id", group, err, sizeof(err)) == 0 &&
+        conf_set(conf, "enable.auto.commit", "false", err, sizeof(err)) == 0)
+        k->group_rk = handle_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    else if (conf)
+        rd_kafka_conf_destroy(conf);
+    if (!k->group_rk) {
+        SL_ERROR("kafka: backlog handle: %s", err);
+        return SL_EIO;
+    }
+    snprintf(k->group_name, sizeof(k->group_name), "%s", group);
+    return 0;
+}
+
 static int k_backlog(struct sl_stream *s, const char *topic, const char *group,
                      uint64_t *out_records)
 {
     struct kstream *k = (struct kstream *)s;
-    char err[512];
     int rc = 0;
     rd_kafka_topic_partition_list_t *committed = NULL, *ends = NULL, *starts = NULL;
     pthread_mutex_lock(&k->admin_lock);
-    if (!k->group_rk || strcmp(k->group_name, group)) {
-        if (k->group_rk)
-            rd_kafka_destroy(k->group_rk);
-        k->group_rk = NULL;
-        rd_kafka_conf_t *conf = base_conf(k, err, sizeof(err));
-        if (conf && conf_set(conf, "group.id", group, err, sizeof(err)) == 0 &&
-            conf_set(conf, "enable.auto.commit", "false", err, sizeof(err)) == 0)
-            k->group_rk = handle_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-        else if (conf)
-            rd_kafka_conf_destroy(conf);
-        if (!k->group_rk) {
-            SL_ERROR("kafka: backlog handle: %s", err);
-            rc = SL_EIO;
-            goto out;
-        }
-        snprintf(k->group_name, sizeof(k->group_name), "%s", group);
-    }
+    if ((rc = group_handle(k, group)) != 0)
+        goto out;
     int64_t now = mono_ms();
     if (strcmp(k->parts_topic, topic) || now - k->parts_read_ms >= PARTS_CACHE_MS) {
         rc = topic_partitions(k->group_rk, topic, BACKLOG_TIMEOUT_MS, &k->parts_cached);
