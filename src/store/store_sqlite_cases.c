@@ -791,22 +791,47 @@ int sl_sqlite_case_get(struct sl_store *st, const char *org, const char *uuid, c
     return 0;
 }
 
-/* Steps q and appends, for each row, its column 0 as a JSON string to the array in b. */
-static int strings_of(struct sqlite_store *s, sqlite3_stmt *q, struct sl_sqlite_buf *b,
-                      const char *what)
+/* Steps q and writes its rows to b as a JSON array, row() appending one element per row; q is
+ * reset afterwards. Every list this file answers is written through it. */
+static int rows_array(struct sqlite_store *s, sqlite3_stmt *q, struct sl_sqlite_buf *b,
+                      const char *what,
+                      int (*row)(sqlite3_stmt *q, struct sl_sqlite_buf *b, const void *ud),
+                      const void *ud)
 {
     int rc = sl_sqlite_buf_put(b, "[", 1), src = SQLITE_DONE, n = 0;
     while (rc == 0 && (src = sqlite3_step(q)) == SQLITE_ROW) {
         if (n++ > 0)
             rc = sl_sqlite_buf_put(b, ",", 1);
         if (rc == 0)
-            rc = sl_sqlite_buf_json_str(b, (const char *)sqlite3_column_text(q, 0),
-                                        (size_t)sqlite3_column_bytes(q, 0));
+            rc = row(q, b, ud);
     }
     if (rc == 0 && src != SQLITE_DONE)
         rc = sl_sqlite_fail(s, src, what);
     sl_sqlite_done(q);
     return rc ? rc : sl_sqlite_buf_put(b, "]", 1);
+}
+
+/* Column 0 as a JSON string. */
+static int string_row(sqlite3_stmt *q, struct sl_sqlite_buf *b, const void *ud)
+{
+    (void)ud;
+    return sl_sqlite_buf_json_str(b, (const char *)sqlite3_column_text(q, 0),
+                                  (size_t)sqlite3_column_bytes(q, 0));
+}
+
+/* Column 0, a stored JSON document, as it is. */
+static int doc_row(sqlite3_stmt *q, struct sl_sqlite_buf *b, const void *ud)
+{
+    (void)ud;
+    return sl_sqlite_buf_put(b, (const char *)sqlite3_column_text(q, 0),
+                             (size_t)sqlite3_column_bytes(q, 0));
+}
+
+/* A row of CASE_COLS as a case document without observable_count. */
+static int case_row(sqlite3_stmt *q, struct sl_sqlite_buf *b, const void *ud)
+{
+    (void)ud;
+    return case_doc(q, -1, b);
 }
 
 int sl_sqlite_case_events(struct sl_store *st, const char *case_uuid, char **out_json)
@@ -823,7 +848,8 @@ int sl_sqlite_case_events(struct sl_store *st, const char *case_uuid, char **out
     rc = case_lookup(s, case_uuid, &ref);
     if (rc == 0) {
         sqlite3_bind_int64(s->mst[MST_CASE_EVENTS], 1, ref.id);
-        rc = strings_of(s, s->mst[MST_CASE_EVENTS], &b, "reading a case's events");
+        rc =
+            rows_array(s, s->mst[MST_CASE_EVENTS], &b, "reading a case's events", string_row, NULL);
     }
     if ((rc = finish(s, rc))) {
         free(b.p);
@@ -845,7 +871,7 @@ int sl_sqlite_case_event_docs(struct sl_store *st, const char *org, const char *
     struct sl_sqlite_buf b = {.max = LIST_MAX};
     sqlite3_stmt *count = NULL, *page = NULL;
     struct case_ref ref;
-    int rc, src = SQLITE_DONE, n = 0;
+    int rc, src = SQLITE_DONE;
     if (!out_json || !out_total || !case_uuid || offset < 0 || limit < 1 || limit > 1000)
         return SL_EINVAL;
     *out_json = NULL;
@@ -863,18 +889,7 @@ int sl_sqlite_case_event_docs(struct sl_store *st, const char *org, const char *
         sqlite3_bind_int64(page, 1, ref.id);
         sqlite3_bind_int64(page, 2, (int64_t)limit);
         sqlite3_bind_int64(page, 3, offset);
-        rc = sl_sqlite_buf_put(&b, "[", 1);
-        while (rc == 0 && (src = sqlite3_step(page)) == SQLITE_ROW) {
-            if (n++ > 0)
-                rc = sl_sqlite_buf_put(&b, ",", 1);
-            if (rc == 0)
-                rc = sl_sqlite_buf_put(&b, (const char *)sqlite3_column_text(page, 0),
-                                       (size_t)sqlite3_column_bytes(page, 0));
-        }
-        if (rc == 0 && src != SQLITE_DONE)
-            rc = sl_sqlite_fail(s, src, "reading a case's events");
-        if (rc == 0)
-            rc = sl_sqlite_buf_put(&b, "]", 1);
+        rc = rows_array(s, page, &b, "reading a case's events", doc_row, NULL);
     }
     sqlite3_finalize(count);
     sqlite3_finalize(page);
@@ -905,24 +920,13 @@ static int list_in(struct sqlite_store *s, const struct sl_case_filter *f, int64
     sqlite3_stmt *count = s->mst[org_id ? MST_CASE_COUNT_ORG : MST_CASE_COUNT_ALL];
     sqlite3_stmt *q = s->mst[org_id ? MST_CASE_LIST_ORG : MST_CASE_LIST_ALL];
     bind_case_filter(count, f, org_id);
-    int rc = step_int(s, count, out_total, "counting cases"), src = SQLITE_DONE, n = 0;
-    if (rc == 0)
-        rc = sl_sqlite_buf_put(b, "[", 1);
+    int rc = step_int(s, count, out_total, "counting cases");
     if (rc)
         return rc;
     bind_case_filter(q, f, org_id);
     sqlite3_bind_int64(q, 7, f->page_size);
     sqlite3_bind_int64(q, 8, (f->page - 1) * f->page_size);
-    while (rc == 0 && (src = sqlite3_step(q)) == SQLITE_ROW) {
-        if (n++ > 0)
-            rc = sl_sqlite_buf_put(b, ",", 1);
-        if (rc == 0)
-            rc = case_doc(q, -1, b);
-    }
-    if (rc == 0 && src != SQLITE_DONE)
-        rc = sl_sqlite_fail(s, src, "listing cases");
-    sl_sqlite_done(q);
-    return rc ? rc : sl_sqlite_buf_put(b, "]", 1);
+    return rows_array(s, q, b, "listing cases", case_row, NULL);
 }
 
 int sl_sqlite_case_list(struct sl_store *st, const struct sl_case_filter *f, char **out_json,
@@ -957,25 +961,18 @@ int sl_sqlite_case_list(struct sl_store *st, const struct sl_case_filter *f, cha
     return 0;
 }
 
-/* Appends the rows of MST_CASE_OBSERVABLES as {"value","data_type","events"} objects. */
-static int observables_of(struct sqlite_store *s, sqlite3_stmt *q, struct sl_sqlite_buf *b)
+/* A row of MST_CASE_OBSERVABLES as {"value","data_type","events"}. */
+static int observable_row(sqlite3_stmt *q, struct sl_sqlite_buf *b, const void *ud)
 {
-    int rc = sl_sqlite_buf_put(b, "[", 1), src = SQLITE_DONE, n = 0;
-    while (rc == 0 && (src = sqlite3_step(q)) == SQLITE_ROW) {
-        rc = n++ > 0 ? sl_sqlite_buf_put(b, ",{", 2) : sl_sqlite_buf_put(b, "{", 1);
-        if (rc == 0)
-            rc = put_col(b, "value", q, 0, 1);
-        if (rc == 0)
-            rc = put_col(b, "data_type", q, 1, 0);
-        if (rc == 0)
-            rc = put_int(b, "events", sqlite3_column_int64(q, 2));
-        if (rc == 0)
-            rc = sl_sqlite_buf_put(b, "}", 1);
-    }
-    if (rc == 0 && src != SQLITE_DONE)
-        rc = sl_sqlite_fail(s, src, "reading a case's observables");
-    sl_sqlite_done(q);
-    return rc ? rc : sl_sqlite_buf_put(b, "]", 1);
+    (void)ud;
+    int rc = sl_sqlite_buf_put(b, "{", 1);
+    if (rc == 0)
+        rc = put_col(b, "value", q, 0, 1);
+    if (rc == 0)
+        rc = put_col(b, "data_type", q, 1, 0);
+    if (rc == 0)
+        rc = put_int(b, "events", sqlite3_column_int64(q, 2));
+    return rc ? rc : sl_sqlite_buf_put(b, "}", 1);
 }
 
 int sl_sqlite_case_observables(struct sl_store *st, const char *org, const char *uuid, size_t limit,
@@ -998,7 +995,7 @@ int sl_sqlite_case_observables(struct sl_store *st, const char *org, const char 
         sqlite3_bind_int64(q, 1, ref.id);
         sqlite3_bind_int64(q, 2, (int64_t)limit);
         sl_sqlite_deadline_start(s); /* a case of millions of events: SL_ETIMEDOUT, not hours */
-        rc = observables_of(s, q, &b);
+        rc = rows_array(s, q, &b, "reading a case's observables", observable_row, NULL);
         sl_sqlite_deadline_stop(s);
     }
     if ((rc = finish(s, rc))) {
@@ -1079,25 +1076,14 @@ int sl_sqlite_case_comment_add(struct sl_store *st, const char *org, const char 
     return 0;
 }
 
-/* Appends the comments of MST_COMMENT_LIST (case case_uuid) as a JSON array. */
-static int comments_of(struct sqlite_store *s, sqlite3_stmt *q, const char *case_uuid,
-                       struct sl_sqlite_buf *b)
+/* A row of MST_COMMENT_LIST as a comment of case ud (its uuid). */
+static int comment_row(sqlite3_stmt *q, struct sl_sqlite_buf *b, const void *ud)
 {
-    int rc = sl_sqlite_buf_put(b, "[", 1), src = SQLITE_DONE, n = 0;
-    while (rc == 0 && (src = sqlite3_step(q)) == SQLITE_ROW) {
-        const char *uuid = (const char *)sqlite3_column_text(q, 0);
-        const char *author = (const char *)sqlite3_column_text(q, 1);
-        const char *text = (const char *)sqlite3_column_text(q, 2);
-        if (n++ > 0)
-            rc = sl_sqlite_buf_put(b, ",", 1);
-        if (rc == 0)
-            rc = comment_doc(b, uuid ? uuid : "", case_uuid, author ? author : "", text ? text : "",
-                             sqlite3_column_int64(q, 3));
-    }
-    if (rc == 0 && src != SQLITE_DONE)
-        rc = sl_sqlite_fail(s, src, "reading a case's comments");
-    sl_sqlite_done(q);
-    return rc ? rc : sl_sqlite_buf_put(b, "]", 1);
+    const char *uuid = (const char *)sqlite3_column_text(q, 0);
+    const char *author = (const char *)sqlite3_column_text(q, 1);
+    const char *text = (const char *)sqlite3_column_text(q, 2);
+    return comment_doc(b, uuid ? uuid : "", ud, author ? author : "", text ? text : "",
+                       sqlite3_column_int64(q, 3));
 }
 
 int sl_sqlite_case_comment_list(struct sl_store *st, const char *org, const char *case_uuid,
@@ -1117,7 +1103,8 @@ int sl_sqlite_case_comment_list(struct sl_store *st, const char *org, const char
     if (rc == 0) {
         sl_sqlite_uuid_lower(case_uuid, lower);
         sqlite3_bind_int64(s->mst[MST_COMMENT_LIST], 1, ref.id);
-        rc = comments_of(s, s->mst[MST_COMMENT_LIST], lower, &b);
+        rc = rows_array(s, s->mst[MST_COMMENT_LIST], &b, "reading a case's comments", comment_row,
+                        lower);
     }
     if ((rc = finish(s, rc))) {
         free(b.p);
